@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian machine for Nimbus: system packages (when root and
+# missing), then a virtual environment in .venv with Nimbus and its dev tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3.11}
+need=()
+command -v "$PY" >/dev/null 2>&1 || need+=(python3.11)
+"$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3.11-venv)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+for extra in ${NIMBUS_APT_EXTRA:-}; do need+=("$extra"); done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing system packages: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "setup: please install: ${need[*]}" >&2
+    exit 1
+  fi
+fi
+
+stamp=.venv/.nimbus-installed
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi

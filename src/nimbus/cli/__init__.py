@@ -1,0 +1,1 @@
+"""The ``nimbus`` command-line client (entry point: :func:`nimbus.cli.main.main`)."""

@@ -1,0 +1,340 @@
+"""``nimbus deploy | update | list | show | delete | runtimes``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from nimbus.cli.context import (
+    TokenOption,
+    UrlOption,
+    client_from,
+    echo_json,
+    fail,
+    stderr_console,
+    stdout_console,
+)
+from nimbus.cli.packaging import load_package
+from nimbus.client import CodeUpload, Function, FunctionSpec, NimbusClient
+
+#: Packages larger than this are uploaded with a progress bar.
+PROGRESS_THRESHOLD_BYTES = 1024 * 1024
+
+NameArg = Annotated[str, typer.Argument(help="Function name.", show_default=False)]
+RuntimeOpt = Annotated[
+    str | None, typer.Option("--runtime", help="Runtime, e.g. python3.11 (see `nimbus runtimes`).")
+]
+HandlerOpt = Annotated[
+    str | None, typer.Option("--handler", help="Entry point, e.g. app.handler (module.function).")
+]
+MemoryOpt = Annotated[int | None, typer.Option("--memory", help="Memory limit in MB.", min=1)]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", help="Timeout of one invocation, in seconds.", min=0)
+]
+EnvOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--env",
+        "-e",
+        metavar="KEY=VALUE",
+        help="Environment variable (repeatable). Replaces the function's whole env map.",
+    ),
+]
+DescriptionOpt = Annotated[str | None, typer.Option("--description", help="Free text.")]
+MaxInstancesOpt = Annotated[
+    int | None,
+    typer.Option("--max-instances", help="Cap on concurrent instances of the function.", min=1),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def deploy(
+    ctx: typer.Context,
+    path: Annotated[
+        Path,
+        typer.Argument(help="A directory (zipped for you) or a .zip file.", show_default=False),
+    ],
+    name: Annotated[str, typer.Option("--name", "-n", help="Function name.", show_default=False)],
+    runtime: RuntimeOpt = None,
+    handler: HandlerOpt = None,
+    memory: MemoryOpt = None,
+    timeout: TimeoutOpt = None,
+    env: EnvOpt = None,
+    description: DescriptionOpt = None,
+    max_instances: MaxInstancesOpt = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Upload code and create the function, or update the code of an existing one.
+
+    A new function needs --runtime and --handler. For an existing function only
+    the code and the options you give change.
+    """
+    changes = config_changes(
+        runtime=runtime,
+        handler=handler,
+        memory=memory,
+        timeout=timeout,
+        env=env,
+        description=description,
+        max_instances=max_instances,
+    )
+    package = load_package(path)
+    with client_from(ctx, url, token) as client:
+        existing = client.find_function(name)
+        created_as = None
+        if existing is None:
+            created_as = _runtime_and_handler(name, runtime, handler)
+        upload = _upload(client, package)
+        if created_as is None:
+            function = client.patch_function(name, {"code_sha256": upload.sha256, **changes})
+            verb = "updated"
+        else:
+            spec = FunctionSpec(
+                runtime=created_as[0],
+                handler=created_as[1],
+                code_sha256=upload.sha256,
+                memory_mb=memory,
+                timeout_s=changes.get("timeout_s"),
+                env=changes.get("env"),
+                description=description,
+                max_instances=max_instances,
+            )
+            function = client.put_function(name, spec)
+            verb = "created"
+    typer.echo(
+        f"{verb} {function.name} · {function.runtime} · revision {function.revision}"
+        f" · code {format_bytes(function.code_size or upload.size)}"
+    )
+
+
+def update(
+    ctx: typer.Context,
+    name: NameArg,
+    memory: MemoryOpt = None,
+    timeout: TimeoutOpt = None,
+    env: EnvOpt = None,
+    clear_env: Annotated[
+        bool, typer.Option("--clear-env", help="Remove every environment variable.")
+    ] = False,
+    handler: HandlerOpt = None,
+    runtime: RuntimeOpt = None,
+    description: DescriptionOpt = None,
+    max_instances: MaxInstancesOpt = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Change a function's configuration (not its code). Only the options given change."""
+    changes = config_changes(
+        runtime=runtime,
+        handler=handler,
+        memory=memory,
+        timeout=timeout,
+        env=env,
+        description=description,
+        max_instances=max_instances,
+    )
+    if clear_env:
+        if env:
+            fail("--env and --clear-env cannot be used together")
+        changes["env"] = {}
+    if not changes:
+        fail(
+            "nothing to update: give at least one of --memory, --timeout, --env, --clear-env, "
+            "--handler, --runtime, --description, --max-instances"
+        )
+    with client_from(ctx, url, token) as client:
+        function = client.patch_function(name, changes)
+    typer.echo(f"updated {function.name} · revision {function.revision}")
+
+
+def list_functions(
+    ctx: typer.Context, as_json: JsonOpt = False, url: UrlOption = None, token: TokenOption = None
+) -> None:
+    """List the functions in your namespace."""
+    with client_from(ctx, url, token) as client:
+        functions = client.list_functions()
+    if as_json:
+        echo_json([asdict(f) for f in functions])
+        return
+    if not functions:
+        stderr_console().print("no functions yet; create one with `nimbus deploy`", style="dim")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "RUNTIME", "HANDLER", "MEMORY", "TIMEOUT", "REV", "CODE", "UPDATED"):
+        table.add_column(column, no_wrap=True)
+    for f in functions:
+        table.add_row(
+            *_plain(
+                f.name,
+                f.runtime,
+                f.handler,
+                f"{f.memory_mb} MB",
+                f"{f.timeout_s:g} s",
+                str(f.revision),
+                format_bytes(f.code_size),
+                f.updated_at[:19].replace("T", " "),
+            )
+        )
+    stdout_console().print(table)
+
+
+def show(
+    ctx: typer.Context,
+    name: NameArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the function as JSON.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Show one function's configuration."""
+    with client_from(ctx, url, token) as client:
+        function = client.get_function(name)
+    if as_json:
+        echo_json(asdict(function))
+        return
+    typer.echo("\n".join(_details(function)))
+
+
+def delete(
+    ctx: typer.Context,
+    name: NameArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Delete a function (asks first unless --yes)."""
+    if not yes:
+        typer.confirm(f"Delete function {name!r}?", abort=True, err=True)
+    with client_from(ctx, url, token) as client:
+        client.delete_function(name)
+    typer.echo(f"deleted {name}")
+
+
+def runtimes(
+    ctx: typer.Context, as_json: JsonOpt = False, url: UrlOption = None, token: TokenOption = None
+) -> None:
+    """List the runtimes the server offers."""
+    with client_from(ctx, url, token) as client:
+        found = client.list_runtimes()
+    if as_json:
+        echo_json([asdict(r) for r in found])
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "KIND", "VERSION"):
+        table.add_column(column, no_wrap=True)
+    for r in found:
+        table.add_row(*_plain(r.name, r.kind, r.version or "-"))
+    stdout_console().print(table)
+
+
+def config_changes(
+    *,
+    runtime: str | None,
+    handler: str | None,
+    memory: int | None,
+    timeout: float | None,
+    env: list[str] | None,
+    description: str | None,
+    max_instances: int | None,
+) -> dict[str, Any]:
+    """The PATCH body for the options that were given (``None`` means not given)."""
+    changes: dict[str, Any] = {
+        "runtime": runtime,
+        "handler": handler,
+        "memory_mb": memory,
+        "timeout_s": int(timeout) if timeout is not None and timeout.is_integer() else timeout,
+        "env": parse_env(env) if env else None,
+        "description": description,
+        "max_instances": max_instances,
+    }
+    return {k: v for k, v in changes.items() if v is not None}
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    """``["K=V", ...]`` as a dict; the value may itself contain ``=``."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"--env {pair!r} must look like KEY=VALUE")
+        env[key.strip()] = value
+    return env
+
+
+def format_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def _runtime_and_handler(name: str, runtime: str | None, handler: str | None) -> tuple[str, str]:
+    if runtime is None or handler is None:
+        fail(
+            f"function {name!r} does not exist yet; creating it needs --runtime and "
+            "--handler (e.g. --runtime python3.11 --handler app.handler; "
+            "see `nimbus runtimes`)"
+        )
+    return runtime, handler
+
+
+def _upload(client: NimbusClient, package: bytes) -> CodeUpload:
+    if len(package) <= PROGRESS_THRESHOLD_BYTES:
+        return client.upload_code(package)
+    columns = (
+        TextColumn("uploading"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr_console()) as progress:
+        task = progress.add_task("upload", total=len(package))
+        return client.upload_code(package, lambda n: progress.advance(task, n))
+
+
+def _details(function: Function) -> list[str]:
+    """``key  value`` lines; a multi-line value (env) continues under its first line."""
+    env = "\n".join(f"{k}={v}" for k, v in sorted(function.env.items())) or "-"
+    rows = [
+        ("name", function.name),
+        ("namespace", function.namespace),
+        ("runtime", function.runtime),
+        ("handler", function.handler),
+        ("memory", f"{function.memory_mb} MB"),
+        ("timeout", f"{function.timeout_s:g} s"),
+        ("max instances", "-" if function.max_instances is None else str(function.max_instances)),
+        ("env", env),
+        ("description", function.description or "-"),
+        ("code", f"{format_bytes(function.code_size)}  sha256:{function.code_sha256}"),
+        ("revision", str(function.revision)),
+        ("created", function.created_at),
+        ("updated", function.updated_at),
+    ]
+    width = max(len(key) for key, _ in rows) + 2
+    lines = []
+    for key, value in rows:
+        first, *rest = value.split("\n")
+        lines.append(f"{key:<{width}}{first}")
+        lines.extend(" " * width + more for more in rest)
+    return lines
+
+
+def _plain(*cells: str) -> list[Text]:
+    """Table cells as literal text: names and values must not be read as rich markup."""
+    return [Text(cell) for cell in cells]

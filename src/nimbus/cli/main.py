@@ -1,0 +1,124 @@
+"""The ``nimbus`` command: a typer app, one module per noun, errors turned into exit codes.
+
+Exit codes: 0 ok, 1 the function failed or the server said no (``error: <code>:
+<message>`` on stderr), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from nimbus import __version__
+from nimbus.cli import functions, invoke, login, logs
+from nimbus.cli.context import CliError, GlobalOptions, TokenOption, UrlOption
+from nimbus.cli.packaging import PackageError
+from nimbus.client import ApiError, NimbusClientError
+
+
+class NimbusGroup(TyperGroup):
+    """Reports the errors every command may raise in one format, with the right exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CliError as exc:
+            _error(exc.message)
+            raise typer.Exit(exc.exit_code) from exc
+        except PackageError as exc:
+            _error(str(exc))
+            raise typer.Exit(2) from exc
+        except ApiError as exc:
+            hint = f" (retry after {exc.retry_after_s:g} s)" if exc.retry_after_s else ""
+            _error(f"{exc.code}: {exc.message}{hint}")
+            raise typer.Exit(1) from exc
+        except NimbusClientError as exc:
+            _error(str(exc))
+            raise typer.Exit(1) from exc
+
+
+def _error(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg="red")
+
+
+app = typer.Typer(
+    cls=NimbusGroup,
+    name="nimbus",
+    help="Nimbus: a self-hosted serverless platform. Deploy, invoke and watch functions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nimbus {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Nimbus: a self-hosted serverless platform. Deploy, invoke and watch functions."""
+    ctx.obj = GlobalOptions(url=url, token=token)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    data_dir: Annotated[
+        str, typer.Option("--data-dir", help="Where metadata, code and logs are kept.")
+    ] = ".nimbus",
+    sandbox: Annotated[
+        str | None, typer.Option("--sandbox", help="Instance launcher (default: process).")
+    ] = None,
+) -> None:
+    """Run the Nimbus server (gateway, workers, store) with embedded defaults.
+
+    NIMBUS_ADMIN_TOKEN presets the admin API key; other NIMBUS_* variables set
+    the remaining settings.
+    """
+    # Imported here so that every other command starts without loading the server.
+    from nimbus.config import Settings
+    from nimbus.errors import InvalidSettingError
+
+    try:
+        settings = Settings.from_mapping(
+            os.environ, host=host, port=port, data_dir=data_dir, sandbox=sandbox
+        )
+    except InvalidSettingError as exc:
+        raise CliError(exc.message) from exc
+    # Through importlib: typed as Any, so mypy is fine before nimbus.server exists.
+    server = importlib.import_module("nimbus.server")
+    server.serve_forever(settings)
+
+
+app.command("deploy")(functions.deploy)
+app.command("update")(functions.update)
+app.command("list")(functions.list_functions)
+app.command("show")(functions.show)
+app.command("delete")(functions.delete)
+app.command("runtimes")(functions.runtimes)
+app.command("invoke")(invoke.invoke)
+app.command("logs")(logs.logs)
+app.command("login")(login.login)
+
+
+def main() -> None:
+    """Entry point of the ``nimbus`` console script."""
+    app()

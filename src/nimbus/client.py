@@ -1,0 +1,411 @@
+"""A typed, synchronous HTTP client for Nimbus's ``/v1`` API.
+
+Shared by the ``nimbus`` CLI and by SDK users::
+
+    with NimbusClient("http://127.0.0.1:8080", token) as client:
+        upload = client.upload_code(zip_bytes)
+        client.put_function("hello", FunctionSpec("python3.11", "app.handler", upload.sha256))
+        outcome = client.invoke("hello", {"name": "world"})
+
+Exceptions::
+
+    NimbusClientError             anything this client raises
+    ├── ApiError                  the server answered 4xx/5xx (status, code, message)
+    └── NimbusUnreachableError    no connection to the server (also a ConnectionError)
+
+Pass ``transport=httpx.MockTransport(handler)`` to test without a server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from nimbus import __version__
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_D = TypeVar("_D", bound="DataclassInstance")
+
+__all__ = [
+    "ApiError",
+    "CodeUpload",
+    "Function",
+    "FunctionError",
+    "FunctionSpec",
+    "Invocation",
+    "LogLine",
+    "NimbusClient",
+    "NimbusClientError",
+    "NimbusUnreachableError",
+    "Runtime",
+]
+
+#: Upload chunk size; progress callbacks fire once per chunk.
+UPLOAD_CHUNK_BYTES = 64 * 1024
+
+
+class NimbusClientError(Exception):
+    """Base of every error raised by :class:`NimbusClient`."""
+
+
+class ApiError(NimbusClientError):
+    """The server answered with an error status and a ``{"error": {code, message}}`` body."""
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        #: From the ``Retry-After`` header of a 429, when present.
+        self.retry_after_s = retry_after_s
+
+
+class NimbusUnreachableError(NimbusClientError, ConnectionError):
+    """No connection could be made to the Nimbus server."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    kind: str
+    version: str | None
+
+
+@dataclass(frozen=True)
+class CodeUpload:
+    """A stored code package, addressed by its SHA-256."""
+
+    sha256: str
+    size: int
+    files: int
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """The full configuration sent when creating (or replacing) a function."""
+
+    runtime: str
+    handler: str
+    code_sha256: str
+    memory_mb: int | None = None
+    timeout_s: float | None = None
+    env: dict[str, str] | None = None
+    description: str | None = None
+    max_instances: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The request body: unset optional fields are left out (server defaults apply)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    namespace: str
+    runtime: str
+    handler: str
+    code_sha256: str
+    code_size: int
+    memory_mb: int
+    timeout_s: float
+    env: dict[str, str]
+    description: str | None
+    max_instances: int | None
+    revision: int
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class FunctionError:
+    """What a failed invocation reports (the handler raised, timed out or crashed)."""
+
+    error_type: str
+    error_message: str
+    stack_trace: list[str]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The envelope of a synchronous invocation; ``raw`` is the JSON as received."""
+
+    request_id: str
+    function_name: str
+    version: str
+    status: str
+    result: Any
+    error: FunctionError | None
+    cold_start: bool
+    duration_ms: float
+    billed_duration_ms: int
+    init_duration_ms: float | None
+    log_tail: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Invocation:
+        err = data.get("error")
+        error = None
+        if isinstance(err, dict):
+            trace = err.get("stackTrace") or []
+            error = FunctionError(
+                error_type=str(err.get("errorType", "Error")),
+                error_message=str(err.get("errorMessage", "")),
+                stack_trace=[str(line) for line in trace] if isinstance(trace, list) else [],
+            )
+        return cls(
+            request_id=data["request_id"],
+            function_name=data.get("function_name", ""),
+            version=str(data.get("version", "")),
+            status=data["status"],
+            result=data.get("result"),
+            error=error,
+            cold_start=bool(data.get("cold_start", False)),
+            duration_ms=float(data.get("duration_ms", 0.0)),
+            billed_duration_ms=int(data.get("billed_duration_ms", 0)),
+            init_duration_ms=data.get("init_duration_ms"),
+            log_tail=data.get("log_tail"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class LogLine:
+    ts: float
+    request_id: str | None
+    stream: str
+    message: str
+    instance_id: str
+
+
+class NimbusClient:
+    """One connection pool to one Nimbus server, authenticated with one API key."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"User-Agent": f"nimbus-client/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            transport=transport,
+            timeout=httpx.Timeout(timeout_s, connect=5.0),
+        )
+
+    def __enter__(self) -> NimbusClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- platform ---------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/healthz")
+
+    def list_runtimes(self) -> list[Runtime]:
+        data = self._json("GET", "/v1/runtimes")
+        return [_load(Runtime, r) for r in data["runtimes"]]
+
+    def upload_code(
+        self, package: bytes, on_progress: Callable[[int], None] | None = None
+    ) -> CodeUpload:
+        """Store a zip package; ``on_progress(n)`` is called as each chunk of n bytes is sent."""
+
+        def chunks() -> Iterator[bytes]:
+            for start in range(0, len(package), UPLOAD_CHUNK_BYTES):
+                chunk = package[start : start + UPLOAD_CHUNK_BYTES]
+                yield chunk
+                if on_progress is not None:
+                    on_progress(len(chunk))
+
+        data = self._json(
+            "PUT",
+            "/v1/code",
+            content=chunks(),
+            headers={"Content-Type": "application/zip", "Content-Length": str(len(package))},
+            timeout=httpx.Timeout(300.0, connect=5.0),
+        )
+        return _load(CodeUpload, data)
+
+    # -- functions --------------------------------------------------------------
+
+    def list_functions(self) -> list[Function]:
+        data = self._json("GET", "/v1/functions")
+        return [_load(Function, f) for f in data["functions"]]
+
+    def get_function(self, name: str) -> Function:
+        return _load(Function, self._json("GET", _function_path(name)))
+
+    def find_function(self, name: str) -> Function | None:
+        """Like :meth:`get_function`, but ``None`` when there is no such function."""
+        try:
+            return self.get_function(name)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def put_function(self, name: str, spec: FunctionSpec) -> Function:
+        """Create the function, or replace its whole configuration."""
+        return _load(Function, self._json("PUT", _function_path(name), json=spec.to_json()))
+
+    def patch_function(self, name: str, changes: dict[str, Any]) -> Function:
+        """Change only the given fields (any of :class:`FunctionSpec`'s)."""
+        return _load(Function, self._json("PATCH", _function_path(name), json=changes))
+
+    def delete_function(self, name: str) -> None:
+        self._request("DELETE", _function_path(name))
+
+    # -- invocations and logs ---------------------------------------------------
+
+    def invoke(self, name: str, event: Any, *, log_tail: bool = False) -> Invocation:
+        """Run the function synchronously; a handler failure is a result, not an exception."""
+        headers = {"Content-Type": "application/json"}
+        if log_tail:
+            headers["X-Nimbus-Log-Type"] = "Tail"
+        data = self._json(
+            "POST",
+            _function_path(name) + "/invocations",
+            content=json.dumps(event).encode(),
+            headers=headers,
+            # The server enforces the function's own timeout.
+            timeout=httpx.Timeout(None, connect=5.0),
+        )
+        return Invocation.from_json(data)
+
+    def get_logs(
+        self,
+        name: str,
+        *,
+        request_id: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[LogLine]:
+        params = _log_params(request_id, since, limit)
+        data = self._json("GET", _function_path(name) + "/logs", params=params)
+        return [_load(LogLine, line) for line in data["lines"]]
+
+    def follow_logs(
+        self,
+        name: str,
+        *,
+        request_id: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> Generator[LogLine, None, None]:
+        """Backlog then new lines, until the server ends the stream; ``close()`` it to stop."""
+        params = {**_log_params(request_id, since, limit), "follow": "true"}
+        path = _function_path(name) + "/logs"
+        timeout = httpx.Timeout(None, connect=5.0)
+        try:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.is_error:
+                    response.read()
+                    raise _api_error(response)
+                for text in response.iter_lines():
+                    if text.strip():
+                        yield _load(LogLine, json.loads(text))
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._request(method, path, **kwargs)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise NimbusClientError(f"{method} {path}: the answer is not JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise NimbusClientError(f"{method} {path}: expected a JSON object, got {data!r}")
+        return data
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        if response.is_error:
+            raise _api_error(response)
+        return response
+
+    def _transport_error(self, exc: httpx.TransportError) -> NimbusClientError:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return NimbusUnreachableError(
+                f"cannot reach the Nimbus server at {self.base_url} ({exc}). "
+                "Is `nimbus serve` running there? Point elsewhere with --url or NIMBUS_URL."
+            )
+        return NimbusClientError(f"request to {self.base_url} failed: {exc!r}")
+
+
+def _load(cls: type[_D], data: Mapping[str, Any]) -> _D:
+    """A dataclass from a JSON object: known fields are taken, unknown keys ignored."""
+    known = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in known})
+    except TypeError as exc:
+        raise NimbusClientError(
+            f"unexpected answer from the server for {cls.__name__}: {exc}"
+        ) from exc
+
+
+def _function_path(name: str) -> str:
+    return "/v1/functions/" + quote(name, safe="")
+
+
+def _log_params(request_id: str | None, since: float | None, limit: int | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    if request_id is not None:
+        params["request_id"] = request_id
+    if since is not None:
+        params["since"] = repr(float(since))
+    if limit is not None:
+        params["limit"] = str(limit)
+    return params
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    code = f"HTTP.{response.status_code}"
+    message = response.reason_phrase or "error"
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+        if response.text.strip():
+            message = response.text.strip()[:500]
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code = str(body["error"].get("code", code))
+        message = str(body["error"].get("message", message))
+    retry_after: float | None = None
+    header = response.headers.get("Retry-After")
+    if header is not None:
+        try:
+            retry_after = float(header)
+        except ValueError:
+            retry_after = None
+    return ApiError(response.status_code, code, message, retry_after)

@@ -1,0 +1,125 @@
+"""One frozen :class:`Settings`, built from a mapping you pass in.
+
+``Settings.from_mapping(os.environ, port=9000)`` reads ``NIMBUS_*`` variables
+from the mapping, then applies explicit overrides (command-line flags). Nothing
+here reads the process environment on its own, so tests build settings freely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nimbus.errors import InvalidSettingError
+
+
+@dataclass(frozen=True)
+class PackageLimits:
+    """Caps applied to every uploaded code package."""
+
+    max_zip_bytes: int = 50 * 1024 * 1024
+    max_unpacked_bytes: int = 250 * 1024 * 1024
+    max_files: int = 10_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".nimbus")
+    #: Preset admin API key; when empty, one is generated on first start.
+    admin_token: str = ""
+    #: Instance launcher: ``process`` (plain child processes, no isolation).
+    sandbox: str = "process"
+    #: Default cap on concurrent instances of one function version.
+    max_instances: int = 10
+    #: Calls that may wait for an instance when all are busy, per function version.
+    max_queued: int = 100
+    #: How long a call may wait for a free instance before it is throttled.
+    queue_timeout_s: float = 10.0
+    #: Idle instances beyond the last one are released after this long.
+    keepalive_s: float = 60.0
+    #: The last idle instance of a function version is kept this long.
+    last_keepalive_s: float = 300.0
+    #: Time an instance has to initialise (import the handler) before it is killed.
+    init_timeout_s: float = 10.0
+    #: On SIGTERM, how long in-flight calls may take to finish.
+    shutdown_grace_s: float = 10.0
+    #: Largest synchronous invocation payload, in bytes (as Lambda: 6 MB).
+    max_sync_payload_bytes: int = 6 * 1024 * 1024
+    #: Longest stored log line; longer lines are cut and marked.
+    max_log_line_bytes: int = 16 * 1024
+    #: Log lines kept per function (oldest dropped first).
+    max_log_lines_per_function: int = 100_000
+    package_limits: PackageLimits = field(default_factory=PackageLimits)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "nimbus.db"
+
+    @property
+    def logs_db_path(self) -> Path:
+        return self.data_dir / "logs.db"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.data_dir / "code"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str], **overrides: Any) -> Settings:
+        """Settings from ``NIMBUS_*`` keys of ``env``, then ``overrides`` (None means unset)."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "package_limits":
+                continue
+            key = "NIMBUS_" + f.name.upper()
+            if key in env and env[key] != "":
+                values[f.name] = _parse(f.name, f.type, env[key])
+        if "NIMBUS_ADMIN_TOKEN" in env:
+            values["admin_token"] = env["NIMBUS_ADMIN_TOKEN"]
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"]).expanduser().resolve()
+        else:
+            values["data_dir"] = Path(".nimbus").resolve()
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise InvalidSettingError(f"port {self.port} is out of range 0..65535")
+        if self.sandbox not in ("process",):
+            raise InvalidSettingError(
+                f"unknown sandbox {self.sandbox!r}; choose one of: process"
+            )
+        for name in ("max_instances", "max_queued"):
+            if getattr(self, name) < 1:
+                raise InvalidSettingError(f"{name} must be at least 1")
+
+
+def _parse(name: str, type_name: Any, raw: str) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise InvalidSettingError(f"NIMBUS_{name.upper()}={raw!r} is not a valid {kind}") from exc
+    return raw

@@ -1,0 +1,103 @@
+"""Functions: their configuration, and the rules a valid one follows."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from nimbus.errors import InvalidNameError, InvalidSettingError
+
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+MEMORY_MB_RANGE = (64, 10240)
+TIMEOUT_S_RANGE = (1, 900)
+MAX_INSTANCES_RANGE = (1, 1000)
+MAX_ENV_BYTES = 4 * 1024
+MAX_DESCRIPTION_CHARS = 256
+#: Environment variables the platform sets itself; a function may not override them.
+RESERVED_ENV_PREFIXES = ("AWS_LAMBDA_", "NIMBUS_", "LAMBDA_", "SCF_", "_HANDLER")
+DEFAULT_MEMORY_MB = 128
+DEFAULT_TIMEOUT_S = 3
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """What a user sets on a function. ``revision`` bumps on every change."""
+
+    namespace: str
+    name: str
+    runtime: str
+    handler: str
+    code_sha256: str
+    code_size: int
+    memory_mb: int = DEFAULT_MEMORY_MB
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    env: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    max_instances: int | None = None
+    revision: int = 1
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    @property
+    def version_key(self) -> tuple[str, str, int]:
+        """Identifies one immutable configuration: pools are keyed by it."""
+        return (self.namespace, self.name, self.revision)
+
+
+def validate_name(name: str, what: str = "function name") -> str:
+    if not NAME_RE.match(name):
+        raise InvalidNameError(
+            f"invalid {what} {name!r}: use 1-64 letters, digits, '-' or '_', starting with a letter"
+        )
+    return name
+
+
+def validate_settings(
+    *,
+    memory_mb: int,
+    timeout_s: int,
+    env: dict[str, str],
+    description: str,
+    max_instances: int | None,
+) -> None:
+    """Raise :class:`InvalidSettingError` naming the first setting out of range."""
+    lo, hi = MEMORY_MB_RANGE
+    if not lo <= memory_mb <= hi:
+        raise InvalidSettingError(f"memory_mb must be between {lo} and {hi}, got {memory_mb}")
+    lo, hi = TIMEOUT_S_RANGE
+    if not lo <= timeout_s <= hi:
+        raise InvalidSettingError(f"timeout_s must be between {lo} and {hi}, got {timeout_s}")
+    if max_instances is not None:
+        lo, hi = MAX_INSTANCES_RANGE
+        if not lo <= max_instances <= hi:
+            raise InvalidSettingError(
+                f"max_instances must be between {lo} and {hi}, got {max_instances}"
+            )
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise InvalidSettingError(
+            f"description is longer than {MAX_DESCRIPTION_CHARS} characters"
+        )
+    size = 0
+    for key, value in env.items():
+        if not ENV_KEY_RE.match(key):
+            raise InvalidSettingError(
+                f"environment variable name {key!r} is invalid: use letters, digits and '_', "
+                "not starting with a digit"
+            )
+        if key.startswith(RESERVED_ENV_PREFIXES):
+            raise InvalidSettingError(
+                f"environment variable {key!r} is reserved by the platform; choose another name"
+            )
+        if "\x00" in value:
+            raise InvalidSettingError(f"environment variable {key!r} contains a NUL byte")
+        size += len(key.encode()) + len(value.encode())
+    if size > MAX_ENV_BYTES:
+        raise InvalidSettingError(
+            f"environment variables take {size} bytes; the limit is {MAX_ENV_BYTES}"
+        )

@@ -1,0 +1,128 @@
+"""All pools of this node: one per function revision, plus those still draining.
+
+A pool is keyed by (namespace, name); when a function's revision changes the
+old pool drains (its calls finish, its instances go) and a new pool takes new
+calls. A background task releases idle instances past their keep-alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from pathlib import Path
+
+from nimbus.codestore import CodeStore
+from nimbus.config import Settings
+from nimbus.domain.function import FunctionConfig
+from nimbus.logs.store import LogStore
+from nimbus.pool.instance import Instance, InstanceState
+from nimbus.pool.pool import Pool
+from nimbus.runtimes.registry import RuntimeRegistry
+from nimbus.sandbox.base import Sandbox
+
+log = logging.getLogger("nimbus.pool")
+
+
+class PoolManager:
+    def __init__(self, *, settings: Settings, sandbox: Sandbox, registry: RuntimeRegistry,
+                 codestore: CodeStore, logs: LogStore) -> None:
+        self._settings = settings
+        self._sandbox = sandbox
+        self._registry = registry
+        self._codestore = codestore
+        self._logs = logs
+        self._pools: dict[tuple[str, str], Pool] = {}
+        self._draining: set[Pool] = set()
+        self._code_dirs: dict[str, Path] = {}
+        self._socket_dir = settings.run_dir / "sockets"
+        self._socket_dir.mkdir(parents=True, exist_ok=True)
+        self._reaper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_forever(), name="nimbus-reaper")
+
+    def pool_for(self, config: FunctionConfig) -> Pool:
+        pool = self._pools.get(config.key)
+        if pool is not None:
+            if pool.config.revision >= config.revision:
+                return pool
+            self._retire(pool)
+        pool = Pool(config, self._settings, self._launch, self._forget)
+        self._pools[config.key] = pool
+        return pool
+
+    def retire(self, namespace: str, name: str) -> None:
+        """The function changed or went away: its current pool drains."""
+        pool = self._pools.get((namespace, name))
+        if pool is not None:
+            self._retire(pool)
+
+    def _retire(self, pool: Pool) -> None:
+        if self._pools.get(pool.config.key) is pool:
+            del self._pools[pool.config.key]
+        self._draining.add(pool)
+        pool.drain()
+
+    def _forget(self, pool: Pool) -> None:
+        self._draining.discard(pool)
+
+    async def prepare_code(self, code_sha256: str) -> Path:
+        """Unpack a package once (in a thread); later calls are a dict lookup."""
+        path = self._code_dirs.get(code_sha256)
+        if path is None:
+            path = await asyncio.to_thread(self._codestore.unpack, code_sha256)
+            self._code_dirs[code_sha256] = path
+        return path
+
+    async def _launch(self, config: FunctionConfig, on_dead: object) -> Instance:
+        code_dir = await self.prepare_code(config.code_sha256)
+        runtime = self._registry.get(config.runtime)
+        instance = Instance(
+            instance_id=uuid.uuid4().hex[:16],
+            config=config,
+            runtime=runtime,
+            settings=self._settings,
+            logs=self._logs,
+            on_dead=on_dead,  # type: ignore[arg-type]
+        )
+        await instance.launch(self._sandbox, self._registry, code_dir, self._socket_dir)
+        return instance
+
+    def all_pools(self) -> list[Pool]:
+        return [*self._pools.values(), *self._draining]
+
+    async def _reap_forever(self) -> None:
+        interval = max(0.05, min(1.0, self._settings.keepalive_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for pool in self.all_pools():
+                try:
+                    pool.reap(now)
+                except Exception:  # one broken pool must not stop releasing the others
+                    log.exception("reaping %s failed", pool.config.name)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Drain every pool; calls in flight get ``grace_s`` to finish, then all is killed."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        pools = self.all_pools()
+        for pool in pools:
+            pool.drain()
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(
+            i.state is InstanceState.BUSY for p in pools for i in p.instances.values()
+        ):
+            await asyncio.sleep(0.05)
+        for pool in pools:
+            pool.kill_all()
+        # Give exit watchers a moment to reap and clean up sockets and pidfiles.
+        for _ in range(40):
+            if not any(p.instances for p in pools):
+                break
+            await asyncio.sleep(0.025)

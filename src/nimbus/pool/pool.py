@@ -1,0 +1,207 @@
+"""The instances of one function revision: cold starts, warm reuse, waiting, release.
+
+Calls lease an instance (``async with pool.lease() as instance``). A free
+instance is used at once (the most recently used, so extras can go idle and
+be released); otherwise the call waits in a bounded FIFO queue and, if no
+instance covers it yet, one is started, up to the function's maximum. A call
+that waits longer than the queue timeout, or finds the queue full, is
+throttled. When a new revision replaces this one the pool drains: idle
+instances stop at once, busy ones once their call is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from nimbus.config import Settings
+from nimbus.domain.function import FunctionConfig
+from nimbus.errors import ThrottledError
+from nimbus.pool.instance import InitFailed, Instance, InstanceState
+from nimbus.pool.policy import IdleInstance, instances_to_reap, instances_to_start
+
+log = logging.getLogger("nimbus.pool")
+
+#: Starts an instance of a config (process launched, not yet ready).
+Launcher = Callable[[FunctionConfig, Callable[[Instance], None]], Awaitable[Instance]]
+
+
+class Pool:
+    def __init__(self, config: FunctionConfig, settings: Settings, launcher: Launcher,
+                 on_empty: Callable[[Pool], None]) -> None:
+        self.config = config
+        self._settings = settings
+        self._launcher = launcher
+        self._on_empty = on_empty
+        self.instances: dict[str, Instance] = {}
+        self._idle: list[Instance] = []  # stack: last is the most recently used
+        self._waiters: collections.deque[asyncio.Future[Instance]] = collections.deque()
+        self._starting = 0
+        self.draining = False
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def max_instances(self) -> int:
+        return self.config.max_instances or self._settings.max_instances
+
+    def stats(self) -> dict[str, int]:
+        busy = sum(1 for i in self.instances.values() if i.state is InstanceState.BUSY)
+        return {"instances": len(self.instances), "idle": len(self._idle), "busy": busy,
+                "starting": self._starting, "waiting": len(self._waiters)}
+
+    # ---- leasing -----------------------------------------------------------
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[Instance]:
+        instance = self._take_idle() or await self._wait_for_instance()
+        try:
+            yield instance
+        finally:
+            self._release(instance)
+
+    def _take_idle(self) -> Instance | None:
+        while self._idle:
+            instance = self._idle.pop()
+            if instance.usable:
+                instance.state = InstanceState.BUSY
+                return instance
+        return None
+
+    async def _wait_for_instance(self) -> Instance:
+        if len(self._waiters) >= self._settings.max_queued:
+            raise ThrottledError(
+                f"function {self.config.name!r} has {self.max_instances} busy instances and "
+                f"{len(self._waiters)} calls waiting; retry later or raise max_instances",
+                retry_after_s=1,
+            )
+        waiter: asyncio.Future[Instance] = self._loop.create_future()
+        self._waiters.append(waiter)
+        timer = self._loop.call_later(self._settings.queue_timeout_s, self._expire, waiter)
+        self._scale()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # The caller went away; an instance already handed over goes back.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release(waiter.result())
+            raise
+        finally:
+            timer.cancel()
+            if not waiter.done():
+                waiter.cancel()
+            try:
+                self._waiters.remove(waiter)
+            except ValueError:
+                pass
+
+    def _expire(self, waiter: asyncio.Future[Instance]) -> None:
+        if not waiter.done():
+            waiter.set_exception(ThrottledError(
+                f"no instance of {self.config.name!r} became free within "
+                f"{self._settings.queue_timeout_s:g} s (max_instances={self.max_instances}); "
+                "retry later or raise max_instances",
+                retry_after_s=1,
+            ))
+
+    def _release(self, instance: Instance) -> None:
+        if instance.state is InstanceState.BUSY and not instance.stopping:
+            instance.state = InstanceState.IDLE
+        if instance.usable:
+            self._offer(instance)
+        else:
+            self._scale()
+
+    def _offer(self, instance: Instance) -> None:
+        """A ready instance: to the first waiting call, else onto the idle stack."""
+        if self.draining:
+            instance.stop()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                instance.state = InstanceState.BUSY
+                waiter.set_result(instance)
+                return
+        instance.idle_since = time.monotonic()
+        self._idle.append(instance)
+
+    # ---- scaling -----------------------------------------------------------
+    def _scale(self) -> None:
+        if self.draining:
+            return
+        pending = sum(1 for w in self._waiters if not w.done())
+        count = instances_to_start(waiting=pending, starting=self._starting,
+                                   total=len(self.instances), max_instances=self.max_instances)
+        for _ in range(count):
+            self._starting += 1
+            asyncio.ensure_future(self._start_one())
+
+    async def _start_one(self) -> None:
+        try:
+            instance = await self._launcher(self.config, self._on_instance_dead)
+            self.instances[instance.id] = instance
+            await instance.ready()
+        except InitFailed as exc:
+            self._starting -= 1
+            self._fail_one_waiter(exc)
+            return
+        except Exception as exc:  # the launcher itself broke: report, never hang callers
+            log.exception("starting an instance of %s failed", self.config.name)
+            self._starting -= 1
+            from nimbus.domain.invocation import FunctionError
+
+            self._fail_one_waiter(InitFailed(FunctionError("Runtime.StartError", str(exc)), 0, ""))
+            return
+        self._starting -= 1
+        self._offer(instance)
+
+    def _fail_one_waiter(self, exc: InitFailed) -> None:
+        """An init failure goes to one waiting call: one start per call, no retry storm."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
+                break
+        self._scale()
+
+    def _on_instance_dead(self, instance: Instance) -> None:
+        self.instances.pop(instance.id, None)
+        if instance in self._idle:
+            self._idle.remove(instance)
+        if self.draining and not self.instances and self._starting == 0:
+            self._on_empty(self)
+        else:
+            self._scale()
+
+    # ---- release -----------------------------------------------------------
+    def reap(self, now: float) -> int:
+        idle = [IdleInstance(i.id, i.idle_since) for i in self._idle if i.usable]
+        doomed = instances_to_reap(idle, total=len(self.instances), now=now,
+                                   keepalive_s=self._settings.keepalive_s,
+                                   last_keepalive_s=self._settings.last_keepalive_s)
+        for instance_id in doomed:
+            instance = self.instances[instance_id]
+            self._idle.remove(instance)
+            instance.stop()
+        return len(doomed)
+
+    def drain(self) -> None:
+        """Stop taking calls: idle instances stop now, busy ones after their call."""
+        self.draining = True
+        for instance in list(self._idle):
+            instance.stop()
+        self._idle.clear()
+        if not self.instances and self._starting == 0:
+            self._on_empty(self)
+
+    def kill_all(self) -> None:
+        for instance in list(self.instances.values()):
+            instance.stop()
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
