@@ -142,14 +142,14 @@ class Invocation:
     function_name: str
     version: str
     status: str
-    result: Any
-    error: FunctionError | None
-    cold_start: bool
     duration_ms: float
     billed_duration_ms: int
-    init_duration_ms: float | None
-    log_tail: str | None
-    raw: dict[str, Any] = field(repr=False, compare=False)
+    result: Any = None
+    error: FunctionError | None = None
+    cold_start: bool = False
+    init_duration_ms: float | None = None
+    log_tail: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def succeeded(self) -> bool:
@@ -160,26 +160,12 @@ class Invocation:
         err = data.get("error")
         error = None
         if isinstance(err, dict):
-            trace = err.get("stackTrace") or []
             error = FunctionError(
                 error_type=str(err.get("errorType", "Error")),
                 error_message=str(err.get("errorMessage", "")),
-                stack_trace=[str(line) for line in trace] if isinstance(trace, list) else [],
+                stack_trace=[str(line) for line in err.get("stackTrace") or []],
             )
-        return cls(
-            request_id=data["request_id"],
-            function_name=data.get("function_name", ""),
-            version=str(data.get("version", "")),
-            status=data["status"],
-            result=data.get("result"),
-            error=error,
-            cold_start=bool(data.get("cold_start", False)),
-            duration_ms=float(data.get("duration_ms", 0.0)),
-            billed_duration_ms=int(data.get("billed_duration_ms", 0)),
-            init_duration_ms=data.get("init_duration_ms"),
-            log_tail=data.get("log_tail"),
-            raw=data,
-        )
+        return _load(cls, {**data, "error": error, "raw": data})
 
 
 @dataclass(frozen=True)
@@ -401,11 +387,6 @@ def _api_error(response: httpx.Response) -> ApiError:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         code = str(body["error"].get("code", code))
         message = str(body["error"].get("message", message))
-    retry_after: float | None = None
-    header = response.headers.get("Retry-After")
-    if header is not None:
-        try:
-            retry_after = float(header)
-        except ValueError:
-            retry_after = None
-    return ApiError(response.status_code, code, message, retry_after)
+    retry_after = response.headers.get("Retry-After", "")
+    retry_after_s = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None
+    return ApiError(response.status_code, code, message, retry_after_s)

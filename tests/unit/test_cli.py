@@ -6,9 +6,11 @@ import io
 import json
 import os
 import stat
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -402,3 +404,14 @@ def test_parse_since() -> None:
     assert parse_since("2024-05-01T12:00:00+00:00", now=0.0) == 1714564800.0
     with pytest.raises(context.CliError):
         parse_since("yesterday", now=0.0)
+
+
+def test_serve_builds_settings_from_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    started: list[Any] = []
+    monkeypatch.setitem(sys.modules, "nimbus.server", SimpleNamespace(serve_forever=started.append))
+    result = run("serve", "--port", "9001", "--data-dir", str(tmp_path / "data"))
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert (settings.host, settings.port) == ("127.0.0.1", 9001)
+    assert settings.data_dir == (tmp_path / "data").resolve()
+    assert run("serve", "--port", "70000").exit_code == 2

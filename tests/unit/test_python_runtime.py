@@ -20,14 +20,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nimbus.runtimes.registry import BOOTSTRAP
+from nimbus.runtimes.registry import BOOTSTRAP, discover
 
 API = "/2018-06-01/runtime"
 DROP = object()  # an "event" that makes the fake close the connection instead of answering
@@ -105,7 +105,9 @@ class FakeRuntimeAPI:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                api.posts.put(Post(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                api.posts.put(
+                    Post(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
                 answer = b'{"status":"OK"}'
                 self.send_response(202)
                 self.send_header("Content-Length", str(len(answer)))
@@ -117,9 +119,11 @@ class FakeRuntimeAPI:
         else:
             self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
             self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
 
-    def push(self, event: Any = None, *, raw: bytes | None = None, chunked: bool = False, **headers: str) -> str:
+    def push(
+        self, event: Any = None, *, raw: bytes | None = None, chunked: bool = False, **headers: str
+    ) -> str:
         request_id = headers.pop("request_id", None) or str(uuid.uuid4())
         hdrs = {
             "Lambda-Runtime-Aws-Request-Id": request_id,
@@ -152,7 +156,6 @@ class Instance:
     root: Path
     out_path: Path
     err_path: Path
-    extra: list[Any] = field(default_factory=list)
 
     @property
     def stdout(self) -> str:
@@ -176,13 +179,16 @@ def start(tmp_path: Path) -> Iterator[Any]:
         handler: str = "app.handler",
         transport: str = "unix",
         env: dict[str, str] | None = None,
+        python: str = sys.executable,
     ) -> Instance:
         root = tmp_path / f"task{len(instances)}"
         root.mkdir()
         for name, text in files.items():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_text(textwrap.dedent(text))
-        unix_path = os.path.join(sock_dir, f"api{len(instances)}.sock") if transport == "unix" else None
+        unix_path = (
+            os.path.join(sock_dir, f"api{len(instances)}.sock") if transport == "unix" else None
+        )
         api = FakeRuntimeAPI(unix_path)
         full_env = {"_HANDLER": handler, "LAMBDA_TASK_ROOT": str(root), **(env or {})}
         if unix_path:
@@ -193,7 +199,7 @@ def start(tmp_path: Path) -> Iterator[Any]:
         out_path, err_path = tmp_path / f"out{len(instances)}", tmp_path / f"err{len(instances)}"
         with out_path.open("wb") as out, err_path.open("wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(BOOTSTRAP)],
+                [python, "-I", "-S", str(BOOTSTRAP)],
                 env=full_env,
                 stdout=out,
                 stderr=err,
@@ -302,7 +308,11 @@ def test_context(start: Any, transport: str) -> None:
     assert ctx["function_version"] == "3"
     assert ctx["arn"] == "arn:aws:lambda:us-east-1:1:function:fn"
     assert ctx["memory"] == "256"
-    assert (ctx["log_group"], ctx["log_stream"], ctx["namespace"]) == ("/aws/lambda/fn", "stream-1", "team")
+    assert (ctx["log_group"], ctx["log_stream"], ctx["namespace"]) == (
+        "/aws/lambda/fn",
+        "stream-1",
+        "team",
+    )
     assert 29_000 < ctx["time_limit_in_ms"] <= 30_000
     assert 29_000 < ctx["remaining"] <= 30_000
     assert ctx["remaining_later"] <= ctx["remaining"] - 40
@@ -324,7 +334,12 @@ def test_context(start: Any, transport: str) -> None:
     # A second call: module-level code ran once, no trace id, no identity, deadline passed.
     _, post = inst.api.invoke({}, Lambda_Runtime_Deadline_Ms=str(int(time.time() * 1000) - 5))
     ctx = post.json
-    assert (ctx["inits"], ctx["trace"], ctx["identity"], ctx["client_context"]) == (1, None, None, None)
+    assert (ctx["inits"], ctx["trace"], ctx["identity"], ctx["client_context"]) == (
+        1,
+        None,
+        None,
+        None,
+    )
     assert ctx["remaining"] == 0 and ctx["time_limit_in_ms"] == 0
 
 
@@ -358,7 +373,9 @@ ERRORS = """
 
 
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
-def test_handler_error_is_reported_and_the_instance_keeps_serving(start: Any, transport: str) -> None:
+def test_handler_error_is_reported_and_the_instance_keeps_serving(
+    start: Any, transport: str
+) -> None:
     inst = start({"app.py": ERRORS}, transport=transport)
     request_id, post = inst.api.invoke({"fail": True})
     assert post.path == f"{API}/invocation/{request_id}/error"
@@ -385,7 +402,10 @@ def test_marshal_and_unmarshal_errors(start: Any) -> None:
     request_id, post = inst.api.invoke({"unserializable": True})
     assert post.path == f"{API}/invocation/{request_id}/error"
     assert post.json["errorType"] == "Runtime.MarshalError"
-    assert "Unable to marshal response: Object of type set is not JSON serializable" == post.json["errorMessage"]
+    assert (
+        post.json["errorMessage"]
+        == "Unable to marshal response: Object of type set is not JSON serializable"
+    )
     assert post.json["stackTrace"] == []
     request_id, post = inst.api.invoke(raw=b"{not json")
     assert post.path == f"{API}/invocation/{request_id}/error"
@@ -444,7 +464,9 @@ def test_logging_imported_at_module_level(start: Any) -> None:
     assert warning.startswith("[WARNING]\t") and warning.endswith("\t\tat import")
     level, stamp, rid, message = info.split("\t")
     assert (level, rid, message) == ("[INFO]", request_id, "info 5")
-    assert time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S") and stamp.endswith("Z") and len(stamp) == 24
+    assert (
+        time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S") and stamp.endswith("Z") and len(stamp) == 24
+    )
 
 
 def test_logging_imported_in_the_handler_and_log_level(start: Any) -> None:
@@ -469,20 +491,42 @@ def test_handler_paths(start: Any) -> None:
 @pytest.mark.parametrize(
     ("files", "handler", "error_type", "message"),
     [
-        ({}, "app.handler", "Runtime.ImportModuleError", "Unable to import module 'app': No module named 'app'"),
+        (
+            {},
+            "app.handler",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'app': No module named 'app'",
+        ),
         (
             {"app.py": "import not_a_module_xyz\n"},
             "app.handler",
             "Runtime.ImportModuleError",
             "Unable to import module 'app': No module named 'not_a_module_xyz'",
         ),
-        ({"app.py": "def handler(:\n"}, "app.handler", "Runtime.UserCodeSyntaxError", "app.py, line 1"),
-        ({"app.py": "x = 1\n"}, "app.nope", "Runtime.HandlerNotFound", "Handler 'nope' missing on module 'app'"),
+        (
+            {"app.py": "def handler(:\n"},
+            "app.handler",
+            "Runtime.UserCodeSyntaxError",
+            "app.py, line 1",
+        ),
+        (
+            {"app.py": "x = 1\n"},
+            "app.nope",
+            "Runtime.HandlerNotFound",
+            "Handler 'nope' missing on module 'app'",
+        ),
         ({"app.py": "x = 1\n"}, "app", "Runtime.MalformedHandlerName", "Bad handler 'app'"),
-        ({"app.py": "x = 1\nraise ValueError('bad config')\n"}, "app.handler", "ValueError", "bad config"),
+        (
+            {"app.py": "x = 1\nraise ValueError('bad config')\n"},
+            "app.handler",
+            "ValueError",
+            "bad config",
+        ),
     ],
 )
-def test_init_errors(start: Any, files: dict[str, str], handler: str, error_type: str, message: str) -> None:
+def test_init_errors(
+    start: Any, files: dict[str, str], handler: str, error_type: str, message: str
+) -> None:
     inst = start(files, handler=handler)
     post = inst.api.next_post()
     assert inst.wait() == 1
@@ -498,11 +542,13 @@ def test_init_error_stack_traces(start: Any) -> None:
     inst = start({"app.py": "x = 1\nraise ValueError('bad config')\n"})
     app = inst.root / "app.py"
     assert inst.api.next_post().json["stackTrace"] == [
-        f'  File "{app}", line 2, in <module>\n    raise ValueError(\'bad config\')\n'
+        f"  File \"{app}\", line 2, in <module>\n    raise ValueError('bad config')\n"
     ]
     inst = start({"app.py": "\n\ndef handler(:\n"})
     app = inst.root / "app.py"
-    assert inst.api.next_post().json["stackTrace"] == [f'  File "{app}", line 3\n    def handler(:\n']
+    assert inst.api.next_post().json["stackTrace"] == [
+        f'  File "{app}", line 3\n    def handler(:\n'
+    ]
 
 
 def test_reconnects_once_when_the_connection_drops(start: Any) -> None:
@@ -527,8 +573,46 @@ def test_bootstrap_is_standalone_and_python38_syntax() -> None:
         alias.name.split(".")[0]
         for node in ast.walk(tree)
         if isinstance(node, ast.Import | ast.ImportFrom)
-        for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
+        for alias in (
+            node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+        )
     }
     assert "nimbus" not in imported
-    assert imported <= {"__future__", "json", "os", "socket", "sys", "time", "types", "linecache", "collections", "typing"}
+    assert imported <= {
+        "__future__",
+        "json",
+        "os",
+        "socket",
+        "sys",
+        "time",
+        "types",
+        "linecache",
+        "collections",
+        "typing",
+    }
     assert source.startswith('"""') and "from __future__ import annotations" in source
+
+
+PYTHONS = {name: str(rt.executable) for name, rt in discover().items() if rt.executable}
+
+
+@pytest.mark.parametrize("python", sorted(PYTHONS))
+def test_every_python_version(start: Any, python: str) -> None:
+    """Python 3.8+: echo, context, user errors, marshal errors, logging, and init errors."""
+    code = ERRORS + LOGGING_IN_HANDLER.replace("def handler", "def logs")
+    inst = start({"app.py": code}, python=PYTHONS[python])
+    assert inst.api.invoke({})[1].json == "ok"
+    request_id, post = inst.api.invoke({"fail": True})
+    assert (post.json["errorType"], post.json["requestId"]) == ("ValueError", request_id)
+    assert [line.split(",")[1:] for line in post.json["stackTrace"]] == [
+        [" line 9", ' in handler\n    helper("é")\n'],
+        [" line 5", ' in helper\n    raise ValueError("boom " + x)\n'],
+    ]
+    assert inst.api.invoke({"unserializable": True})[1].json["errorType"] == "Runtime.MarshalError"
+    logs = start({"app.py": code}, handler="app.logs", python=PYTHONS[python])
+    request_id, post = logs.api.invoke({})
+    assert post.json == "ok"
+    assert logs.stdout.endswith(f"\t{request_id}\tfrom handler\n")
+    broken = start({"app.py": "def handler(:\n"}, python=PYTHONS[python])
+    assert broken.api.next_post().json["errorType"] == "Runtime.UserCodeSyntaxError"
+    assert broken.wait() == 1

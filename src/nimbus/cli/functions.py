@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich import progress as bar
 from rich.table import Table
 from rich.text import Text
 
@@ -173,23 +167,21 @@ def list_functions(
     if not functions:
         stderr_console().print("no functions yet; create one with `nimbus deploy`", style="dim")
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("NAME", "RUNTIME", "HANDLER", "MEMORY", "TIMEOUT", "REV", "CODE", "UPDATED"):
-        table.add_column(column, no_wrap=True)
-    for f in functions:
-        table.add_row(
-            *_plain(
-                f.name,
-                f.runtime,
-                f.handler,
-                f"{f.memory_mb} MB",
-                f"{f.timeout_s:g} s",
-                str(f.revision),
-                format_bytes(f.code_size),
-                f.updated_at[:19].replace("T", " "),
-            )
+    columns = ("NAME", "RUNTIME", "HANDLER", "MEMORY", "TIMEOUT", "REV", "CODE", "UPDATED")
+    rows = [
+        (
+            f.name,
+            f.runtime,
+            f.handler,
+            f"{f.memory_mb} MB",
+            f"{f.timeout_s:g} s",
+            str(f.revision),
+            format_bytes(f.code_size),
+            f.updated_at[:19].replace("T", " "),
         )
-    stdout_console().print(table)
+        for f in functions
+    ]
+    _print_table(columns, rows)
 
 
 def show(
@@ -232,12 +224,7 @@ def runtimes(
     if as_json:
         echo_json([asdict(r) for r in found])
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("NAME", "KIND", "VERSION"):
-        table.add_column(column, no_wrap=True)
-    for r in found:
-        table.add_row(*_plain(r.name, r.kind, r.version or "-"))
-    stdout_console().print(table)
+    _print_table(("NAME", "KIND", "VERSION"), [(r.name, r.kind, r.version or "-") for r in found])
 
 
 def config_changes(
@@ -297,13 +284,13 @@ def _upload(client: NimbusClient, package: bytes) -> CodeUpload:
     if len(package) <= PROGRESS_THRESHOLD_BYTES:
         return client.upload_code(package)
     columns = (
-        TextColumn("uploading"),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
+        bar.TextColumn("uploading"),
+        bar.BarColumn(),
+        bar.DownloadColumn(binary_units=True),
+        bar.TransferSpeedColumn(),
+        bar.TimeRemainingColumn(),
     )
-    with Progress(*columns, console=stderr_console()) as progress:
+    with bar.Progress(*columns, console=stderr_console()) as progress:
         task = progress.add_task("upload", total=len(package))
         return client.upload_code(package, lambda n: progress.advance(task, n))
 
@@ -335,6 +322,8 @@ def _details(function: Function) -> list[str]:
     return lines
 
 
-def _plain(*cells: str) -> list[Text]:
-    """Table cells as literal text: names and values must not be read as rich markup."""
-    return [Text(cell) for cell in cells]
+def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    table = Table(*columns, box=None, header_style="bold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # literal text, never rich markup
+    stdout_console().print(table)

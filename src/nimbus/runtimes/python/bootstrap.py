@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _API = "/2018-06-01/runtime"
+_NEXT = f"{_API}/invocation/next"
 _JSON = "Content-Type: application/json\r\n"
 _UNHANDLED = _JSON + "Lambda-Runtime-Function-Error-Type: Unhandled\r\n"
 _ENV = os.environ
@@ -142,7 +143,9 @@ class _Client:
                 headers[name.strip().lower()] = value.strip()
             if status >= 200:
                 break  # 1xx answers are interim: skip them
-        if "content-length" in headers:
+        if status in (204, 304):
+            body = b""
+        elif "content-length" in headers:
             body = self._take(int(headers["content-length"]))
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             parts = []
@@ -165,12 +168,6 @@ class _Client:
         return status, headers, body
 
 
-class _Current:
-    """The request being served (read by the logging filter)."""
-
-    request_id = ""
-
-
 class _Context:
     """Lambda's ``context`` and SCF's in one object; per-process values are class attributes."""
 
@@ -182,6 +179,7 @@ class _Context:
         "invoked_function_arn",
         "time_limit_in_ms",
     )
+    current_request_id = ""  # of the call being served, for the logging filter
     _KEYS = ("request_id", "function_name", "function_version", "namespace")
     _KEYS += ("time_limit_in_ms", "memory_limit_in_mb", "environ")
     function_name: str = _ENV.get("AWS_LAMBDA_FUNCTION_NAME") or "function"
@@ -267,7 +265,7 @@ def _setup_logging(logging: ModuleType) -> None:
 
     class RequestIdFilter(logging.Filter):
         def filter(self, record: Any) -> bool:
-            record.aws_request_id = _Current.request_id
+            record.aws_request_id = _Context.current_request_id
             return True
 
     formatter = logging.Formatter(
@@ -284,8 +282,11 @@ def _setup_logging(logging: ModuleType) -> None:
     root.setLevel(level if isinstance(level, int) else logging.INFO)
 
 
-class _LoggingLoader:
-    """Runs the real loader of ``logging``, then configures it (see ``_LoggingHook``)."""
+class _LoggingHook:
+    """Configures ``logging`` when user code first imports it (up front it costs ~8 ms).
+
+    The class is a meta path finder; its instances wrap the real loader of ``logging``.
+    """
 
     __slots__ = ("_loader",)
 
@@ -300,13 +301,6 @@ class _LoggingLoader:
         self._loader.exec_module(module)
         _setup_logging(module)
 
-
-class _LoggingHook:
-    """Meta path finder configuring ``logging`` when user code first imports it.
-
-    Importing ``logging`` up front would cost ~8 ms of every cold start.
-    """
-
     @classmethod
     def find_spec(cls, name: str, path: Any = None, target: Any = None) -> Any:
         if name != "logging":
@@ -316,7 +310,7 @@ class _LoggingHook:
             find = getattr(finder, "find_spec", None)
             spec = find(name, path, target) if find else None
             if spec is not None and spec.loader is not None:
-                spec.loader = _LoggingLoader(spec.loader)
+                spec.loader = cls(spec.loader)
                 return spec
         return None
 
@@ -345,10 +339,10 @@ def _error(exc: BaseException) -> dict[str, Any]:
         error_type, stack = exc.error_type, exc.stack
     else:
         error_type, stack = type(exc).__name__, _stack(exc.__traceback__)
-    error = {"errorType": error_type, "errorMessage": str(exc), "stackTrace": stack}
+    message = str(exc)
     trace = f"\nTraceback (most recent call last):\n{''.join(stack)}" if stack else "\n"
-    sys.stderr.write(f"[ERROR] {error_type}: {exc}{trace}")
-    return error
+    sys.stderr.write(f"[ERROR] {error_type}: {message}{trace}")
+    return {"errorType": error_type, "errorMessage": message, "stackTrace": stack}
 
 
 def _flush() -> None:
@@ -401,10 +395,10 @@ def _invoke(
 def _serve(client: _Client, handler: Callable[[Any, Any], Any]) -> None:
     environ, dumps = _ENV, json.dumps
     while True:
-        status, headers, body = client.request("GET", f"{_API}/invocation/next")
+        status, headers, body = client.request("GET", _NEXT)
         if status != 200:
             raise RuntimeError(f"Runtime API answered {status} to next: {body[:500]!r}")
-        request_id = _Current.request_id = headers.get("lambda-runtime-aws-request-id", "")
+        request_id = _Context.current_request_id = headers.get("lambda-runtime-aws-request-id", "")
         trace_id = headers.get("lambda-runtime-trace-id")
         if trace_id:
             environ["_X_AMZN_TRACE_ID"] = trace_id
@@ -445,7 +439,11 @@ def main() -> None:
         header = f"{_JSON}Lambda-Runtime-Function-Error-Type: {error['errorType']}\r\n"
         client.request("POST", f"{_API}/init/error", json.dumps(error).encode(), header)
         sys.exit(1)
-    _serve(client, handler)
+    try:
+        _serve(client, handler)
+    except OSError as exc:  # the Runtime API is gone even after a reconnect: the instance ends
+        sys.stderr.write(f"[ERROR] Runtime API unreachable: {exc}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
