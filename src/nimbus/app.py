@@ -37,13 +37,23 @@ class Platform:
         self.registry = RuntimeRegistry(discover())
         self.sandbox = make_sandbox(settings)
         self.logs = LogStore(settings.logs_db_path, settings.max_log_lines_per_function)
-        self.pools = PoolManager(settings=settings, sandbox=self.sandbox, registry=self.registry,
-                                 codestore=self.codestore, logs=self.logs)
+        self.pools = PoolManager(
+            settings=settings,
+            sandbox=self.sandbox,
+            registry=self.registry,
+            codestore=self.codestore,
+            logs=self.logs,
+        )
         self.directory = FunctionDirectory(self.store)
         self.dispatcher = Dispatcher(self.directory, self.pools)
-        self.functions = FunctionService(store=self.store, codestore=self.codestore,
-                                         registry=self.registry, directory=self.directory,
-                                         pools=self.pools, logs=self.logs)
+        self.functions = FunctionService(
+            store=self.store,
+            codestore=self.codestore,
+            registry=self.registry,
+            directory=self.directory,
+            pools=self.pools,
+            logs=self.logs,
+        )
         self.keys = KeyRing(self.store)
 
     async def startup(self) -> None:

@@ -103,9 +103,7 @@ class Settings:
         if not 0 <= self.port <= 65535:
             raise InvalidSettingError(f"port {self.port} is out of range 0..65535")
         if self.sandbox not in ("process",):
-            raise InvalidSettingError(
-                f"unknown sandbox {self.sandbox!r}; choose one of: process"
-            )
+            raise InvalidSettingError(f"unknown sandbox {self.sandbox!r}; choose one of: process")
         for name in ("max_instances", "max_queued"):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1")

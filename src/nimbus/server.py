@@ -13,24 +13,30 @@ from nimbus.gateway.app import create_app
 
 
 def _banner(settings: Settings, platform: Platform, new_secret: str | None) -> str:
-    lines = [f"Nimbus listening on {settings.base_url}",
-             f"data dir: {settings.data_dir}",
-             platform.sandbox.describe(),
-             "runtimes: " + ", ".join(r.name for r in platform.registry.all())]
+    lines = [
+        f"Nimbus listening on {settings.base_url}",
+        f"data dir: {settings.data_dir}",
+        platform.sandbox.describe(),
+        "runtimes: " + ", ".join(r.name for r in platform.registry.all()),
+    ]
     if new_secret:
-        lines += ["",
-                  "Admin API key (shown only this once; store it safely):",
-                  f"  {new_secret}"]
+        lines += ["", "Admin API key (shown only this once; store it safely):", f"  {new_secret}"]
     token = new_secret or ("$NIMBUS_ADMIN_TOKEN" if settings.admin_token else "<your key>")
-    lines += ["", "Use the CLI from another shell:",
-              f"  export NIMBUS_URL={settings.base_url}",
-              f"  export NIMBUS_TOKEN={token}"]
+    lines += [
+        "",
+        "Use the CLI from another shell:",
+        f"  export NIMBUS_URL={settings.base_url}",
+        f"  export NIMBUS_TOKEN={token}",
+    ]
     return "\n".join(lines)
 
 
 def serve_forever(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     platform = Platform(settings)
     new_secret = platform.keys.ensure_admin(settings.admin_token)
     print(_banner(settings, platform, new_secret), flush=True)

@@ -49,15 +49,19 @@ class Server:
         self.env = {**os.environ, "NIMBUS_ADMIN_TOKEN": TOKEN, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"},
-                                 timeout=30)
+        self.http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
 
     def start(self) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [NIMBUS, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -81,14 +85,20 @@ class Server:
 
     # ---- API helpers ----------------------------------------------------
     def upload(self, package: bytes) -> str:
-        r = self.http.put("/v1/code", content=package,
-                          headers={"Content-Type": "application/zip"})
+        r = self.http.put("/v1/code", content=package, headers={"Content-Type": "application/zip"})
         assert r.status_code == 201, r.text
         return str(r.json()["sha256"])
 
-    def deploy(self, name: str, files: Mapping[str, str | bytes], *, runtime: str = "python3.11",
-               handler: str = "app.handler", executables: tuple[str, ...] = (),
-               **settings: Any) -> dict[str, Any]:
+    def deploy(
+        self,
+        name: str,
+        files: Mapping[str, str | bytes],
+        *,
+        runtime: str = "python3.11",
+        handler: str = "app.handler",
+        executables: tuple[str, ...] = (),
+        **settings: Any,
+    ) -> dict[str, Any]:
         sha = self.upload(make_zip(files, executables))
         body = {"runtime": runtime, "handler": handler, "code_sha256": sha, **settings}
         r = self.http.put(f"/v1/functions/{name}", json=body)
@@ -96,9 +106,11 @@ class Server:
         return dict(r.json())
 
     def invoke(self, name: str, event: Any = None, **headers: str) -> dict[str, Any]:
-        r = self.http.post(f"/v1/functions/{name}/invocations",
-                           content=json.dumps(event if event is not None else {}),
-                           headers={"Content-Type": "application/json", **headers})
+        r = self.http.post(
+            f"/v1/functions/{name}/invocations",
+            content=json.dumps(event if event is not None else {}),
+            headers={"Content-Type": "application/json", **headers},
+        )
         assert r.status_code == 200, r.text
         return dict(r.json())
 

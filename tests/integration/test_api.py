@@ -29,8 +29,9 @@ def test_runtimes_include_python311_and_custom(server: Server) -> None:
 
 
 def test_create_show_list_update_delete(server: Server) -> None:
-    created = server.deploy("crud", HELLO, memory_mb=256, timeout_s=5, env={"A": "1"},
-                            description="first")
+    created = server.deploy(
+        "crud", HELLO, memory_mb=256, timeout_s=5, env={"A": "1"}, description="first"
+    )
     assert created["revision"] == 1 and created["memory_mb"] == 256
     assert created["code_size"] > 0
     shown = server.http.get("/v1/functions/crud").json()
@@ -68,29 +69,49 @@ def test_bad_input_is_refused_with_stable_codes(server: Server) -> None:
     base = {"runtime": "python3.11", "handler": "app.handler", "code_sha256": sha}
     _refused(put("/v1/functions/9bad", json=base), 400, "Function.InvalidName")
     _refused(put("/v1/functions/" + "x" * 80, json=base), 400, "Function.InvalidName")
-    _refused(put("/v1/functions/ok", json={**base, "memory_mb": 1}), 400,
-             "Function.InvalidSetting")
-    _refused(put("/v1/functions/ok", json={**base, "timeout_s": 0}), 400,
-             "Function.InvalidSetting")
-    _refused(put("/v1/functions/ok", json={**base, "env": {"AWS_LAMBDA_X": "1"}}), 400,
-             "Function.InvalidSetting")
-    _refused(put("/v1/functions/ok", json={**base, "runtime": "cobol"}), 400,
-             "Function.UnknownRuntime")
-    _refused(put("/v1/functions/ok", json={**base, "handler": "missing.handler"}), 400,
-             "Code.HandlerNotFound")
-    _refused(put("/v1/functions/ok", json={**base, "code_sha256": "0" * 64}), 404,
-             "Code.NotFound")
+    _refused(put("/v1/functions/ok", json={**base, "memory_mb": 1}), 400, "Function.InvalidSetting")
+    _refused(put("/v1/functions/ok", json={**base, "timeout_s": 0}), 400, "Function.InvalidSetting")
+    _refused(
+        put("/v1/functions/ok", json={**base, "env": {"AWS_LAMBDA_X": "1"}}),
+        400,
+        "Function.InvalidSetting",
+    )
+    _refused(
+        put("/v1/functions/ok", json={**base, "runtime": "cobol"}), 400, "Function.UnknownRuntime"
+    )
+    _refused(
+        put("/v1/functions/ok", json={**base, "handler": "missing.handler"}),
+        400,
+        "Code.HandlerNotFound",
+    )
+    _refused(put("/v1/functions/ok", json={**base, "code_sha256": "0" * 64}), 404, "Code.NotFound")
     _refused(put("/v1/functions/ok", json={**base, "surprise": 1}), 400, "Request.Invalid")
-    _refused(put("/v1/functions/ok", content=b"{not json",
-                 headers={"Content-Type": "application/json"}), 400, "Request.Invalid")
-    _refused(server.http.put("/v1/code", content=b"not a zip at all",
-                             headers={"Content-Type": "application/zip"}), 400,
-             "Code.InvalidPackage")
-    _refused(server.http.put("/v1/code", content=make_zip({"../evil.py": "x"}),
-                             headers={"Content-Type": "application/zip"}), 400,
-             "Code.InvalidPackage")
-    _refused(server.http.put("/v1/code", content=b"x", headers={"Content-Type": "text/plain"}),
-             415, "Request.UnsupportedMediaType")
+    _refused(
+        put("/v1/functions/ok", content=b"{not json", headers={"Content-Type": "application/json"}),
+        400,
+        "Request.Invalid",
+    )
+    _refused(
+        server.http.put(
+            "/v1/code", content=b"not a zip at all", headers={"Content-Type": "application/zip"}
+        ),
+        400,
+        "Code.InvalidPackage",
+    )
+    _refused(
+        server.http.put(
+            "/v1/code",
+            content=make_zip({"../evil.py": "x"}),
+            headers={"Content-Type": "application/zip"},
+        ),
+        400,
+        "Code.InvalidPackage",
+    )
+    _refused(
+        server.http.put("/v1/code", content=b"x", headers={"Content-Type": "text/plain"}),
+        415,
+        "Request.UnsupportedMediaType",
+    )
     # nothing was created by any of these
     assert server.http.get("/v1/functions/ok").status_code == 404
 
@@ -99,15 +120,31 @@ def test_bad_events_are_refused(server: Server) -> None:
     server.deploy("events", HELLO)
     post = server.http.post
     url = "/v1/functions/events/invocations"
-    _refused(post(url, content=b"{nope", headers={"Content-Type": "application/json"}), 400,
-             "Request.InvalidJSON")
-    _refused(post(url, content=b"[" * 100_000 + b"]" * 100_000,
-                  headers={"Content-Type": "application/json"}), 400, "Request.InvalidJSON")
-    _refused(post(url, content=b"{}", headers={"Content-Type": "text/html"}), 415,
-             "Request.UnsupportedMediaType")
+    _refused(
+        post(url, content=b"{nope", headers={"Content-Type": "application/json"}),
+        400,
+        "Request.InvalidJSON",
+    )
+    _refused(
+        post(
+            url,
+            content=b"[" * 100_000 + b"]" * 100_000,
+            headers={"Content-Type": "application/json"},
+        ),
+        400,
+        "Request.InvalidJSON",
+    )
+    _refused(
+        post(url, content=b"{}", headers={"Content-Type": "text/html"}),
+        415,
+        "Request.UnsupportedMediaType",
+    )
     big = b'"' + b"a" * (6 * 1024 * 1024 + 10) + b'"'
-    _refused(post(url, content=big, headers={"Content-Type": "application/json"}), 413,
-             "Request.PayloadTooLarge")
+    _refused(
+        post(url, content=big, headers={"Content-Type": "application/json"}),
+        413,
+        "Request.PayloadTooLarge",
+    )
     _refused(post("/v1/functions/nope/invocations", json={}), 404, "Function.NotFound")
     # the function still works
     assert server.invoke("events", {"name": "x"})["result"] == {"hello": "x"}

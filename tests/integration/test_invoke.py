@@ -34,8 +34,7 @@ def handler(event, context):
 
 
 def test_result_context_and_init_once(server: Server) -> None:
-    server.deploy("ctx", {"app.py": CONTEXT}, memory_mb=256, timeout_s=7,
-                  env={"GREETING": "hi"})
+    server.deploy("ctx", {"app.py": CONTEXT}, memory_mb=256, timeout_s=7, env={"GREETING": "hi"})
     first = server.invoke("ctx", {"x": 1})
     assert first["status"] == "succeeded"
     assert first["cold_start"] is True and first["init_duration_ms"] > 0
@@ -92,8 +91,10 @@ def test_handler_exception_is_reported_and_instance_survives(server: Server) -> 
 def test_init_errors_reach_the_caller(server: Server) -> None:
     cases = {
         "importerr": ({"app.py": "import not_a_module_anywhere\n"}, "Runtime.ImportModuleError"),
-        "syntaxerr": ({"app.py": "def handler(e, c)\n    return 1\n"},
-                      "Runtime.UserCodeSyntaxError"),
+        "syntaxerr": (
+            {"app.py": "def handler(e, c)\n    return 1\n"},
+            "Runtime.UserCodeSyntaxError",
+        ),
         "nohandler": ({"app.py": "def other(e, c):\n    return 1\n"}, "Runtime.HandlerNotFound"),
     }
     for name, (files, error_type) in cases.items():
@@ -169,11 +170,22 @@ def test_cli_deploy_invoke_list_show_delete(server: Server, tmp_path: object) ->
     env = {**os.environ, "NIMBUS_URL": server.url, "NIMBUS_TOKEN": TOKEN}
 
     def nimbus(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([NIMBUS, *args], env=env, capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run([NIMBUS, *args], env=env, capture_output=True, text=True, timeout=60)
 
-    r = nimbus("deploy", str(src), "--name", "clihello", "--runtime", "python3.11",
-               "--handler", "app.handler", "--memory", "192", "--env", "K=V")
+    r = nimbus(
+        "deploy",
+        str(src),
+        "--name",
+        "clihello",
+        "--runtime",
+        "python3.11",
+        "--handler",
+        "app.handler",
+        "--memory",
+        "192",
+        "--env",
+        "K=V",
+    )
     assert r.returncode == 0, r.stderr
     r = nimbus("invoke", "clihello", "--data", '{"x": 1}')
     assert r.returncode == 0, r.stderr

@@ -114,11 +114,14 @@ class FakeRuntimeAPI:
                 self.end_headers()
                 self.wfile.write(answer)
 
+        self.tcp_address = ""  # host:port, when serving over TCP
         if unix_path:
             self.server: socketserver.BaseServer = _UnixHTTPServer(unix_path, Handler)
         else:
-            self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-            self.server.daemon_threads = True
+            tcp = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            self.tcp_address = f"127.0.0.1:{tcp.server_port}"
+            tcp.daemon_threads = True
+            self.server = tcp
         threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
 
     def push(
@@ -194,8 +197,7 @@ def start(tmp_path: Path) -> Iterator[Any]:
         if unix_path:
             full_env["NIMBUS_RUNTIME_API_SOCKET"] = unix_path
         else:
-            host, port = api.server.server_address[:2]  # type: ignore[misc]
-            full_env["AWS_LAMBDA_RUNTIME_API"] = f"{host}:{port}"
+            full_env["AWS_LAMBDA_RUNTIME_API"] = api.tcp_address
         out_path, err_path = tmp_path / f"out{len(instances)}", tmp_path / f"err{len(instances)}"
         with out_path.open("wb") as out, err_path.open("wb") as err:
             proc = subprocess.Popen(

@@ -46,13 +46,24 @@ class FunctionChanges:
     max_instances: int | None = _UNSET
 
     def given(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) is not _UNSET}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) is not _UNSET
+        }
 
 
 class FunctionService:
-    def __init__(self, *, store: Store, codestore: CodeStore, registry: RuntimeRegistry,
-                 directory: FunctionDirectory, pools: PoolManager, logs: LogStore) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        codestore: CodeStore,
+        registry: RuntimeRegistry,
+        directory: FunctionDirectory,
+        pools: PoolManager,
+        logs: LogStore,
+    ) -> None:
         self._store = store
         self._codestore = codestore
         self._registry = registry
@@ -70,8 +81,9 @@ class FunctionService:
     async def list(self, namespace: str | None) -> list[FunctionConfig]:
         return await asyncio.to_thread(self._store.list_functions, namespace)
 
-    async def put(self, namespace: str, name: str, changes: FunctionChanges, *,
-                  replace: bool) -> tuple[FunctionConfig, bool]:
+    async def put(
+        self, namespace: str, name: str, changes: FunctionChanges, *, replace: bool
+    ) -> tuple[FunctionConfig, bool]:
         """Create or change a function. ``replace``: fields not given take their defaults
         (PUT); otherwise they keep their current values (PATCH, which needs the function)."""
         validate_name(name)
@@ -80,15 +92,22 @@ class FunctionService:
             given = changes.given()
             if current is None and not replace:
                 raise FunctionNotFoundError(
-                    f"function {name!r} does not exist; create it with PUT or `nimbus deploy`")
+                    f"function {name!r} does not exist; create it with PUT or `nimbus deploy`"
+                )
             if current is None or replace:
                 missing = [f for f in ("runtime", "handler", "code_sha256") if f not in given]
                 if missing:
-                    raise ValidationError(
-                        f"creating function {name!r} needs {', '.join(missing)}")
+                    raise ValidationError(f"creating function {name!r} needs {', '.join(missing)}")
                 base = FunctionConfig(
-                    namespace=namespace, name=name, runtime="", handler="", code_sha256="",
-                    code_size=0, memory_mb=DEFAULT_MEMORY_MB, timeout_s=DEFAULT_TIMEOUT_S)
+                    namespace=namespace,
+                    name=name,
+                    runtime="",
+                    handler="",
+                    code_sha256="",
+                    code_size=0,
+                    memory_mb=DEFAULT_MEMORY_MB,
+                    timeout_s=DEFAULT_TIMEOUT_S,
+                )
             else:
                 base = current
             config = dataclasses.replace(base, **given)
@@ -106,22 +125,29 @@ class FunctionService:
     async def _check(self, config: FunctionConfig) -> int:
         """Refuse an invalid configuration; return the size of its code package."""
         runtime = self._registry.get(config.runtime)
-        validate_settings(memory_mb=config.memory_mb, timeout_s=config.timeout_s,
-                          env=config.env, description=config.description,
-                          max_instances=config.max_instances)
+        validate_settings(
+            memory_mb=config.memory_mb,
+            timeout_s=config.timeout_s,
+            env=config.env,
+            description=config.description,
+            max_instances=config.max_instances,
+        )
         manifest = await asyncio.to_thread(self._codestore.manifest, config.code_sha256)
         candidates = handler_file_candidates(runtime.kind, config.handler)
         if not any(c in manifest.files for c in candidates):
             if runtime.kind == "custom":
                 raise HandlerMissingError(
                     "runtime 'custom' needs an executable file named 'bootstrap' at the root "
-                    "of the package")
+                    "of the package"
+                )
             raise HandlerMissingError(
                 f"handler {config.handler!r} needs {' or '.join(candidates)} in the package; "
-                "check the handler name and the package layout")
+                "check the handler name and the package layout"
+            )
         if runtime.kind == "custom" and "bootstrap" not in manifest.executables:
             raise HandlerMissingError(
-                "'bootstrap' is not executable; set its mode (chmod +x) before zipping")
+                "'bootstrap' is not executable; set its mode (chmod +x) before zipping"
+            )
         return self._codestore.blob_path(config.code_sha256).stat().st_size
 
     async def delete(self, namespace: str, name: str) -> None:
@@ -136,6 +162,14 @@ class FunctionService:
 
 
 def _same_settings(a: FunctionConfig, b: FunctionConfig) -> bool:
-    fields = ("runtime", "handler", "code_sha256", "memory_mb", "timeout_s", "env",
-              "description", "max_instances")
+    fields = (
+        "runtime",
+        "handler",
+        "code_sha256",
+        "memory_mb",
+        "timeout_s",
+        "env",
+        "description",
+        "max_instances",
+    )
     return all(getattr(a, f) == getattr(b, f) for f in fields)

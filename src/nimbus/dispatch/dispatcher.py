@@ -16,8 +16,9 @@ class Dispatcher:
         self._directory = directory
         self._pools = pools
 
-    async def invoke(self, namespace: str, name: str, payload: bytes, *,
-                     want_tail: bool = False) -> InvocationResult:
+    async def invoke(
+        self, namespace: str, name: str, payload: bytes, *, want_tail: bool = False
+    ) -> InvocationResult:
         """Run one call synchronously. Function failures come back in the result;
         platform refusals (not found, throttled) are raised as NimbusError."""
         config = await self._directory.get(namespace, name)
@@ -29,14 +30,23 @@ class Dispatcher:
                 outcome = await instance.call(request_id, payload, want_tail)
         except InitFailed as exc:
             return InvocationResult(
-                request_id=request_id, function_name=name, version=LATEST, payload=None,
-                error=exc.error, cold_start=True, duration_ms=0.0,
+                request_id=request_id,
+                function_name=name,
+                version=LATEST,
+                payload=None,
+                error=exc.error,
+                cold_start=True,
+                duration_ms=0.0,
                 init_duration_ms=exc.init_duration_ms,
                 log_tail=exc.log_tail if want_tail else None,
             )
         return InvocationResult(
-            request_id=request_id, function_name=name, version=LATEST,
-            payload=outcome.payload, error=outcome.error, cold_start=cold,
+            request_id=request_id,
+            function_name=name,
+            version=LATEST,
+            payload=outcome.payload,
+            error=outcome.error,
+            cold_start=cold,
             duration_ms=outcome.duration_ms,
             init_duration_ms=instance.init_duration_ms if cold else None,
             log_tail=outcome.log_tail,

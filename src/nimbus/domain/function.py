@@ -80,9 +80,7 @@ def validate_settings(
                 f"max_instances must be between {lo} and {hi}, got {max_instances}"
             )
     if len(description) > MAX_DESCRIPTION_CHARS:
-        raise InvalidSettingError(
-            f"description is longer than {MAX_DESCRIPTION_CHARS} characters"
-        )
+        raise InvalidSettingError(f"description is longer than {MAX_DESCRIPTION_CHARS} characters")
     size = 0
     for key, value in env.items():
         if not ENV_KEY_RE.match(key):

@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("nimbus.gateway")
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None
-           ) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
-                        headers=headers)
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
 
 
 def create_app(platform: "Platform") -> FastAPI:
@@ -43,9 +45,14 @@ def create_app(platform: "Platform") -> FastAPI:
         finally:
             await platform.shutdown()
 
-    app = FastAPI(title="Nimbus", version=__version__, lifespan=lifespan,
-                  description="A self-hosted serverless function platform.",
-                  docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="Nimbus",
+        version=__version__,
+        lifespan=lifespan,
+        description="A self-hosted serverless function platform.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
 
     @app.exception_handler(NimbusError)
     async def nimbus_error(_request: Request, exc: NimbusError) -> JSONResponse:
@@ -65,14 +72,18 @@ def create_app(platform: "Platform") -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "Route.NotFound", 405: "Route.MethodNotAllowed"}
-        return _error(exc.status_code, codes.get(exc.status_code, "Request.Invalid"),
-                      str(exc.detail))
+        return _error(
+            exc.status_code, codes.get(exc.status_code, "Request.Invalid"), str(exc.detail)
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        return _error(500, "Platform.InternalError",
-                      "Nimbus hit an internal error; it was logged on the server")
+        return _error(
+            500,
+            "Platform.InternalError",
+            "Nimbus hit an internal error; it was logged on the server",
+        )
 
     async def caller(authorization: Annotated[str | None, Header()] = None) -> ApiKey:
         return await platform.keys.authenticate(authorization)
@@ -90,36 +101,55 @@ def create_app(platform: "Platform") -> FastAPI:
 
     @app.get("/v1/runtimes", response_model=s.RuntimeList, responses=s.ERROR_RESPONSES)
     async def list_runtimes(key: Caller) -> s.RuntimeList:
-        return s.RuntimeList(runtimes=[s.RuntimeOut(**r.to_dict())  # type: ignore[arg-type]
-                                       for r in platform.registry.all()])
+        return s.RuntimeList(
+            runtimes=[
+                s.RuntimeOut(**r.to_dict())  # type: ignore[arg-type]
+                for r in platform.registry.all()
+            ]
+        )
 
-    @app.put("/v1/code", status_code=201, response_model=s.CodeOut, responses=s.ERROR_RESPONSES,
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/zip": {"schema": {"type": "string", "format": "binary"}}}}})
+    @app.put(
+        "/v1/code",
+        status_code=201,
+        response_model=s.CodeOut,
+        responses=s.ERROR_RESPONSES,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
     async def upload_code(request: Request, key: Caller) -> s.CodeOut:
         manager(key)
         media = request.headers.get("content-type", "application/zip").split(";")[0].strip()
-        if media not in ("application/zip", "application/octet-stream",
-                         "application/x-zip-compressed"):
+        if media not in (
+            "application/zip",
+            "application/octet-stream",
+            "application/x-zip-compressed",
+        ):
             raise UnsupportedMediaError(
-                f"code must be a zip file sent as application/zip (got {media!r})")
+                f"code must be a zip file sent as application/zip (got {media!r})"
+            )
         stored = await platform.functions.upload_code(request.stream())
-        return s.CodeOut(sha256=stored.sha256, size=stored.size,
-                         files=stored.manifest.file_count)
+        return s.CodeOut(sha256=stored.sha256, size=stored.size, files=stored.manifest.file_count)
 
     @app.get("/v1/functions", response_model=s.FunctionList, responses=s.ERROR_RESPONSES)
     async def list_functions(key: Caller) -> s.FunctionList:
         namespace = manager(key)
-        return s.FunctionList(functions=[s.FunctionOut.of(c)
-                                         for c in await platform.functions.list(namespace)])
+        return s.FunctionList(
+            functions=[s.FunctionOut.of(c) for c in await platform.functions.list(namespace)]
+        )
 
     @app.put("/v1/functions/{name}", response_model=s.FunctionOut, responses=s.ERROR_RESPONSES)
-    async def put_function(name: str, body: s.FunctionPut, key: Caller,
-                           response: Response) -> s.FunctionOut:
+    async def put_function(
+        name: str, body: s.FunctionPut, key: Caller, response: Response
+    ) -> s.FunctionOut:
         from nimbus.control.functions import FunctionChanges
 
         config, created = await platform.functions.put(
-            manager(key), name, FunctionChanges(**body.model_dump()), replace=True)
+            manager(key), name, FunctionChanges(**body.model_dump()), replace=True
+        )
         response.status_code = 201 if created else 200
         return s.FunctionOut.of(config)
 
@@ -128,12 +158,20 @@ def create_app(platform: "Platform") -> FastAPI:
         from nimbus.control.functions import FunctionChanges
 
         given = body.model_dump(exclude_unset=True)
-        for field in ("runtime", "handler", "code_sha256", "memory_mb", "timeout_s", "env",
-                      "description"):
+        for field in (
+            "runtime",
+            "handler",
+            "code_sha256",
+            "memory_mb",
+            "timeout_s",
+            "env",
+            "description",
+        ):
             if field in given and given[field] is None:
                 del given[field]
-        config, _ = await platform.functions.put(manager(key), name, FunctionChanges(**given),
-                                                 replace=False)
+        config, _ = await platform.functions.put(
+            manager(key), name, FunctionChanges(**given), replace=False
+        )
         return s.FunctionOut.of(config)
 
     @app.get("/v1/functions/{name}", response_model=s.FunctionOut, responses=s.ERROR_RESPONSES)
@@ -145,17 +183,25 @@ def create_app(platform: "Platform") -> FastAPI:
         await platform.functions.delete(manager(key), name)
         return Response(status_code=204)
 
-    @app.post("/v1/functions/{name}/invocations", response_model=s.InvocationOut,
-              responses=s.ERROR_RESPONSES,
-              openapi_extra={"requestBody": {"required": False, "content": {
-                  "application/json": {"schema": {}}}}})
-    async def invoke(name: str, request: Request, key: Caller,
-                     x_nimbus_log_type: Annotated[str | None, Header()] = None) -> Response:
+    @app.post(
+        "/v1/functions/{name}/invocations",
+        response_model=s.InvocationOut,
+        responses=s.ERROR_RESPONSES,
+        openapi_extra={
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {}}}}
+        },
+    )
+    async def invoke(
+        name: str,
+        request: Request,
+        key: Caller,
+        x_nimbus_log_type: Annotated[str | None, Header()] = None,
+    ) -> Response:
         """Run the function with the request body as its event and return its result."""
         event = await read_event(request, platform.settings.max_sync_payload_bytes)
         result = await platform.dispatcher.invoke(
-            key.namespace, name, event,
-            want_tail=(x_nimbus_log_type or "").lower() == "tail")
+            key.namespace, name, event, want_tail=(x_nimbus_log_type or "").lower() == "tail"
+        )
         return render_result(result)
 
     @app.get("/v1/functions/{name}/logs", response_model=s.LogsOut, responses=s.ERROR_RESPONSES)
@@ -171,22 +217,31 @@ def create_app(platform: "Platform") -> FastAPI:
         namespace = manager(key)
         await platform.functions.get(namespace, name)
         if not follow:
-            lines = await platform.logs.query(namespace, name, request_id=request_id,
-                                              since=since, limit=limit)
+            lines = await platform.logs.query(
+                namespace, name, request_id=request_id, since=since, limit=limit
+            )
             return JSONResponse({"lines": [line.to_dict() for line in lines]})
         return StreamingResponse(
             _follow(platform, namespace, name, request_id, since, limit),
-            media_type="application/x-ndjson")
+            media_type="application/x-ndjson",
+        )
 
     return app
 
 
-async def _follow(platform: "Platform", namespace: str, name: str, request_id: str | None,
-                  since: float | None, limit: int) -> AsyncIterator[bytes]:
+async def _follow(
+    platform: "Platform",
+    namespace: str,
+    name: str,
+    request_id: str | None,
+    since: float | None,
+    limit: int,
+) -> AsyncIterator[bytes]:
     queue = platform.logs.follow(namespace, name)
     try:
-        backlog = await platform.logs.query(namespace, name, request_id=request_id,
-                                            since=since, limit=limit)
+        backlog = await platform.logs.query(
+            namespace, name, request_id=request_id, since=since, limit=limit
+        )
         seen = backlog[-1].ts if backlog else (since or time.time() - 1e-3)
         for line in backlog:
             yield json.dumps(line.to_dict()).encode() + b"\n"

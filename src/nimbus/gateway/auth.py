@@ -36,12 +36,17 @@ class KeyRing:
         """Make sure an admin key exists. Returns a newly generated secret (to print once)."""
         if preset:
             if self._store.find_key(hash_secret(preset)) is None:
-                self._store.add_key(ApiKey(uuid.uuid4().hex[:12], "default", Role.ADMIN,
-                                           "admin (NIMBUS_ADMIN_TOKEN)"), hash_secret(preset))
+                self._store.add_key(
+                    ApiKey(
+                        uuid.uuid4().hex[:12], "default", Role.ADMIN, "admin (NIMBUS_ADMIN_TOKEN)"
+                    ),
+                    hash_secret(preset),
+                )
             return None
         if self._store.has_admin_key():
             return None
         secret = new_secret()
-        self._store.add_key(ApiKey(uuid.uuid4().hex[:12], "default", Role.ADMIN, "admin"),
-                            hash_secret(secret))
+        self._store.add_key(
+            ApiKey(uuid.uuid4().hex[:12], "default", Role.ADMIN, "admin"), hash_secret(secret)
+        )
         return secret

@@ -8,6 +8,7 @@ result is spliced into the response envelope without being re-encoded.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,17 +26,21 @@ async def read_event(request: Request, limit: int) -> bytes:
         media = content_type.split(";", 1)[0].strip().lower().encode()
         if media not in _JSON_TYPES and not media.endswith(b"+json"):
             raise UnsupportedMediaError(
-                f"event must be JSON; send Content-Type: application/json (got {content_type!r})")
+                f"event must be JSON; send Content-Type: application/json (got {content_type!r})"
+            )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(
-            f"event is {declared} bytes; the synchronous limit is {limit} bytes")
+            f"event is {declared} bytes; the synchronous limit is {limit} bytes"
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLargeError(f"event is larger than the synchronous limit of {limit} bytes")
+            raise PayloadTooLargeError(
+                f"event is larger than the synchronous limit of {limit} bytes"
+            )
         chunks.append(chunk)
     body = b"".join(chunks)
     if not body.strip():
@@ -57,7 +62,7 @@ def _json_or_string(payload: bytes) -> bytes:
 
 
 def render_result(result: InvocationResult) -> Response:
-    head = {
+    head: dict[str, Any] = {
         "request_id": result.request_id,
         "function_name": result.function_name,
         "version": result.version,
@@ -65,12 +70,16 @@ def render_result(result: InvocationResult) -> Response:
         "cold_start": result.cold_start,
         "duration_ms": round(result.duration_ms, 3),
         "billed_duration_ms": result.billed_duration_ms,
-        "init_duration_ms": (round(result.init_duration_ms, 3)
-                             if result.init_duration_ms is not None else None),
+        "init_duration_ms": (
+            round(result.init_duration_ms, 3) if result.init_duration_ms is not None else None
+        ),
     }
     if result.log_tail is not None:
         head["log_tail"] = result.log_tail
-    headers = {"X-Nimbus-Request-Id": result.request_id, "X-Nimbus-Executed-Version": result.version}
+    headers = {
+        "X-Nimbus-Request-Id": result.request_id,
+        "X-Nimbus-Executed-Version": result.version,
+    }
     if result.error is not None:
         head["error"] = result.error.to_dict()
         headers["X-Nimbus-Function-Error"] = "Unhandled"

@@ -15,7 +15,9 @@ class _Strict(BaseModel):
 
 
 class FunctionPut(_Strict):
-    runtime: str = Field(description="python3.11, another python3.X found on the machine, or custom")
+    runtime: str = Field(
+        description="python3.11, another python3.X found on the machine, or custom"
+    )
     handler: str = Field(description="module.function for Python; anything for custom")
     code_sha256: str = Field(description="hash returned by PUT /v1/code")
     memory_mb: int = 128
@@ -54,11 +56,22 @@ class FunctionOut(BaseModel):
 
     @classmethod
     def of(cls, c: FunctionConfig) -> FunctionOut:
-        return cls(name=c.name, namespace=c.namespace, runtime=c.runtime, handler=c.handler,
-                   code_sha256=c.code_sha256, code_size=c.code_size, memory_mb=c.memory_mb,
-                   timeout_s=c.timeout_s, env=c.env, description=c.description,
-                   max_instances=c.max_instances, revision=c.revision,
-                   created_at=c.created_at, updated_at=c.updated_at)
+        return cls(
+            name=c.name,
+            namespace=c.namespace,
+            runtime=c.runtime,
+            handler=c.handler,
+            code_sha256=c.code_sha256,
+            code_size=c.code_size,
+            memory_mb=c.memory_mb,
+            timeout_s=c.timeout_s,
+            env=c.env,
+            description=c.description,
+            max_instances=c.max_instances,
+            revision=c.revision,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
 
 
 class FunctionList(BaseModel):
@@ -82,9 +95,9 @@ class RuntimeList(BaseModel):
 
 
 class InvocationError(BaseModel):
-    errorType: str  # noqa: N815 - Lambda's field names
-    errorMessage: str  # noqa: N815
-    stackTrace: list[str]  # noqa: N815
+    errorType: str  # Lambda's field names
+    errorMessage: str
+    stackTrace: list[str]
 
 
 class InvocationOut(BaseModel):

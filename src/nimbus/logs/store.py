@@ -56,8 +56,13 @@ class LogLine:
 
 
 class LogStore:
-    def __init__(self, path: Path, max_lines_per_function: int, max_pending: int = 200_000,
-                 flush_interval_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_lines_per_function: int,
+        max_pending: int = 200_000,
+        flush_interval_s: float = 0.2,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -97,21 +102,34 @@ class LogStore:
     async def flush(self) -> None:
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
-            self._pending.append(LogLine(time.time(), "-", "-", "-", None, "platform",
-                                         f"log writer fell behind; {dropped} lines dropped"))
+            self._pending.append(
+                LogLine(
+                    time.time(),
+                    "-",
+                    "-",
+                    "-",
+                    None,
+                    "platform",
+                    f"log writer fell behind; {dropped} lines dropped",
+                )
+            )
         if not self._pending:
             return
         batch, self._pending = self._pending, []
         await asyncio.to_thread(self._write, batch)
 
     def _write(self, batch: list[LogLine]) -> None:
-        rows = [(x.namespace, x.function, x.ts, x.request_id, x.instance_id, x.stream, x.message)
-                for x in batch]
+        rows = [
+            (x.namespace, x.function, x.ts, x.request_id, x.instance_id, x.stream, x.message)
+            for x in batch
+        ]
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO logs (namespace, function, ts, request_id, instance_id, stream,"
-                " message) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                " message) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             for x in batch:
                 self._written_since_trim[(x.namespace, x.function)] += 1
             for key, count in list(self._written_since_trim.items()):
@@ -123,21 +141,34 @@ class LogStore:
     def _trim(self, namespace: str, function: str) -> None:
         row = self._db.execute(
             "SELECT id FROM logs WHERE namespace=? AND function=? ORDER BY id DESC LIMIT 1 OFFSET ?",
-            (namespace, function, self._max_per_function)).fetchone()
+            (namespace, function, self._max_per_function),
+        ).fetchone()
         if row:
-            self._db.execute("DELETE FROM logs WHERE namespace=? AND function=? AND id<=?",
-                             (namespace, function, row[0]))
+            self._db.execute(
+                "DELETE FROM logs WHERE namespace=? AND function=? AND id<=?",
+                (namespace, function, row[0]),
+            )
 
     # reading
-    async def query(self, namespace: str, function: str, *, request_id: str | None = None,
-                    since: float | None = None, limit: int = 1000) -> list[LogLine]:
+    async def query(
+        self,
+        namespace: str,
+        function: str,
+        *,
+        request_id: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> list[LogLine]:
         await self.flush()
         return await asyncio.to_thread(self._query, namespace, function, request_id, since, limit)
 
-    def _query(self, namespace: str, function: str, request_id: str | None, since: float | None,
-               limit: int) -> list[LogLine]:
-        sql = ("SELECT ts, namespace, function, instance_id, request_id, stream, message FROM logs"
-               " WHERE namespace=? AND function=?")
+    def _query(
+        self, namespace: str, function: str, request_id: str | None, since: float | None, limit: int
+    ) -> list[LogLine]:
+        sql = (
+            "SELECT ts, namespace, function, instance_id, request_id, stream, message FROM logs"
+            " WHERE namespace=? AND function=?"
+        )
         args: list[object] = [namespace, function]
         if request_id is not None:
             sql += " AND request_id=?"
@@ -153,8 +184,9 @@ class LogStore:
 
     def delete_function(self, namespace: str, function: str) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM logs WHERE namespace=? AND function=?",
-                             (namespace, function))
+            self._db.execute(
+                "DELETE FROM logs WHERE namespace=? AND function=?", (namespace, function)
+            )
 
     def follow(self, namespace: str, function: str) -> asyncio.Queue[LogLine]:
         queue: asyncio.Queue[LogLine] = asyncio.Queue()

@@ -71,9 +71,16 @@ class _Call:
 
 
 class Instance:
-    def __init__(self, *, instance_id: str, config: FunctionConfig, runtime: Runtime,
-                 settings: Settings, logs: LogStore,
-                 on_dead: Callable[[Instance], None]) -> None:
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        config: FunctionConfig,
+        runtime: Runtime,
+        settings: Settings,
+        logs: LogStore,
+        on_dead: Callable[[Instance], None],
+    ) -> None:
         self.id = instance_id
         self.config = config
         self.runtime = runtime
@@ -97,11 +104,13 @@ class Instance:
         self._captures: list[StreamCapture] = []
         self._init_timer: asyncio.TimerHandle | None = None
         self.stopping = False
+        self._watcher: asyncio.Future[None] | None = None
         self._arn = f"arn:nimbus:lambda:local:{config.namespace}:function:{config.name}"
 
     # ---- lifecycle -------------------------------------------------------
-    async def launch(self, sandbox: Sandbox, registry: RuntimeRegistry, code_dir: Path,
-                     socket_dir: Path) -> None:
+    async def launch(
+        self, sandbox: Sandbox, registry: RuntimeRegistry, code_dir: Path, socket_dir: Path
+    ) -> None:
         """Start the process; readiness is reported through :meth:`ready`."""
         endpoint = RuntimeEndpoint(self, self._settings.max_sync_payload_bytes)
         self._endpoint = endpoint
@@ -126,31 +135,35 @@ class Instance:
             capture = StreamCapture(fd, self._line_sink(stream), self._settings.max_log_line_bytes)
             capture.start()
             self._captures.append(capture)
-        self._init_timer = self._loop.call_later(self._settings.init_timeout_s, self._on_init_timeout)
-        asyncio.ensure_future(self._watch(self._proc))
+        self._init_timer = self._loop.call_later(
+            self._settings.init_timeout_s, self._on_init_timeout
+        )
+        self._watcher = asyncio.ensure_future(self._watch(self._proc))
 
     def _environment(self, code_dir: Path, socket_path: Path, port: int | None) -> dict[str, str]:
         cfg = self.config
         env = dict(cfg.env)
-        env.update({
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "HOME": "/tmp",
-            "TZ": "UTC",
-            "_HANDLER": cfg.handler,
-            "LAMBDA_TASK_ROOT": str(code_dir),
-            "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/nimbus/{cfg.namespace}/{cfg.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": self.id,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-            "NIMBUS_NAMESPACE": cfg.namespace,
-            "NIMBUS_RUNTIME_API_SOCKET": str(socket_path),
-            "SCF_FUNCTIONNAME": cfg.name,
-            "SCF_FUNCTIONVERSION": "$LATEST",
-            "SCF_NAMESPACE": cfg.namespace,
-        })
+        env.update(
+            {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "HOME": "/tmp",
+                "TZ": "UTC",
+                "_HANDLER": cfg.handler,
+                "LAMBDA_TASK_ROOT": str(code_dir),
+                "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/nimbus/{cfg.namespace}/{cfg.name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": self.id,
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "NIMBUS_NAMESPACE": cfg.namespace,
+                "NIMBUS_RUNTIME_API_SOCKET": str(socket_path),
+                "SCF_FUNCTIONNAME": cfg.name,
+                "SCF_FUNCTIONVERSION": "$LATEST",
+                "SCF_NAMESPACE": cfg.namespace,
+            }
+        )
         if port is not None:
             env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{port}"
             env["SCF_RUNTIME_API"] = "127.0.0.1"
@@ -182,11 +195,15 @@ class Instance:
             self._fail_init(error)
         call = self._call
         if call is not None:
-            self._finish(call, None, FunctionError(
-                "Runtime.ExitError",
-                f"RequestId: {call.request_id} Error: Runtime exited with error: "
-                f"{status.describe()}",
-            ))
+            self._finish(
+                call,
+                None,
+                FunctionError(
+                    "Runtime.ExitError",
+                    f"RequestId: {call.request_id} Error: Runtime exited with error: "
+                    f"{status.describe()}",
+                ),
+            )
         self._die()
 
     def _fail_init(self, error: FunctionError) -> None:
@@ -199,11 +216,13 @@ class Instance:
         self.stop()
 
     def _on_init_timeout(self) -> None:
-        self._fail_init(FunctionError(
-            "Runtime.InitTimeout",
-            f"the runtime did not finish initialising within {self._settings.init_timeout_s:g}"
-            " seconds",
-        ))
+        self._fail_init(
+            FunctionError(
+                "Runtime.InitTimeout",
+                f"the runtime did not finish initialising within {self._settings.init_timeout_s:g}"
+                " seconds",
+            )
+        )
 
     def stop(self) -> None:
         """Kill the instance; what remains is cleaned up once the process has exited."""
@@ -279,8 +298,10 @@ class Instance:
 
     def _report(self, request_id: str, duration_ms: float) -> str:
         billed = max(1, int(-(-duration_ms // 1)))
-        line = (f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-                f"Billed Duration: {billed} ms\tMemory Size: {self.config.memory_mb} MB")
+        line = (
+            f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+            f"Billed Duration: {billed} ms\tMemory Size: {self.config.memory_mb} MB"
+        )
         if self.served == 1 and self.init_duration_ms is not None:
             line += f"\tInit Duration: {self.init_duration_ms:.2f} ms"
         return line
@@ -290,8 +311,13 @@ class Instance:
             return
         # The runtime may be stuck anywhere: the instance is never reused.
         self.stop()
-        self._finish(call, None, FunctionError(
-            "Sandbox.Timedout", f"Task timed out after {self.config.timeout_s:.2f} seconds"))
+        self._finish(
+            call,
+            None,
+            FunctionError(
+                "Sandbox.Timedout", f"Task timed out after {self.config.timeout_s:.2f} seconds"
+            ),
+        )
 
     # ---- Runtime API handler -------------------------------------------
     def next_invocation(self) -> asyncio.Future[NextEvent]:
@@ -372,8 +398,9 @@ class Instance:
 
     def _emit_platform(self, request_id: str | None, text: str) -> None:
         cfg = self.config
-        self._logs.emit(LogLine(time.time(), cfg.namespace, cfg.name, self.id, request_id,
-                                "platform", text))
+        self._logs.emit(
+            LogLine(time.time(), cfg.namespace, cfg.name, self.id, request_id, "platform", text)
+        )
 
 
 def _parse_error(body: bytes, default_type: str) -> FunctionError:
@@ -382,4 +409,3 @@ def _parse_error(body: bytes, default_type: str) -> FunctionError:
     except ValueError:
         payload = {"errorMessage": body.decode("utf-8", "replace")}
     return FunctionError.from_payload(payload, default_type)
-

@@ -27,8 +27,15 @@ log = logging.getLogger("nimbus.pool")
 
 
 class PoolManager:
-    def __init__(self, *, settings: Settings, sandbox: Sandbox, registry: RuntimeRegistry,
-                 codestore: CodeStore, logs: LogStore) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sandbox: Sandbox,
+        registry: RuntimeRegistry,
+        codestore: CodeStore,
+        logs: LogStore,
+    ) -> None:
         self._settings = settings
         self._sandbox = sandbox
         self._registry = registry

@@ -42,4 +42,3 @@ def instances_to_reap(
         if now - last.idle_since < last_keepalive_s:
             expired.pop()
     return [i.id for i in expired]
-

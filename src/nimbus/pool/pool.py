@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 import uuid
@@ -32,8 +33,13 @@ Launcher = Callable[[FunctionConfig, Callable[[Instance], None]], Awaitable[Inst
 
 
 class Pool:
-    def __init__(self, config: FunctionConfig, settings: Settings, launcher: Launcher,
-                 on_empty: Callable[[Pool], None]) -> None:
+    def __init__(
+        self,
+        config: FunctionConfig,
+        settings: Settings,
+        launcher: Launcher,
+        on_empty: Callable[[Pool], None],
+    ) -> None:
         self.config = config
         self._settings = settings
         self._launcher = launcher
@@ -43,6 +49,7 @@ class Pool:
         self._waiters: collections.deque[asyncio.Future[Instance]] = collections.deque()
         self._starting = 0
         self.draining = False
+        self._tasks: set[asyncio.Future[None]] = set()
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -51,8 +58,13 @@ class Pool:
 
     def stats(self) -> dict[str, int]:
         busy = sum(1 for i in self.instances.values() if i.state is InstanceState.BUSY)
-        return {"instances": len(self.instances), "idle": len(self._idle), "busy": busy,
-                "starting": self._starting, "waiting": len(self._waiters)}
+        return {
+            "instances": len(self.instances),
+            "idle": len(self._idle),
+            "busy": busy,
+            "starting": self._starting,
+            "waiting": len(self._waiters),
+        }
 
     # ---- leasing -----------------------------------------------------------
     @asynccontextmanager
@@ -93,19 +105,19 @@ class Pool:
             timer.cancel()
             if not waiter.done():
                 waiter.cancel()
-            try:
+            with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
-            except ValueError:
-                pass
 
     def _expire(self, waiter: asyncio.Future[Instance]) -> None:
         if not waiter.done():
-            waiter.set_exception(ThrottledError(
-                f"no instance of {self.config.name!r} became free within "
-                f"{self._settings.queue_timeout_s:g} s (max_instances={self.max_instances}); "
-                "retry later or raise max_instances",
-                retry_after_s=1,
-            ))
+            waiter.set_exception(
+                ThrottledError(
+                    f"no instance of {self.config.name!r} became free within "
+                    f"{self._settings.queue_timeout_s:g} s (max_instances={self.max_instances}); "
+                    "retry later or raise max_instances",
+                    retry_after_s=1,
+                )
+            )
 
     def _release(self, instance: Instance) -> None:
         if instance.state is InstanceState.BUSY and not instance.stopping:
@@ -134,11 +146,17 @@ class Pool:
         if self.draining:
             return
         pending = sum(1 for w in self._waiters if not w.done())
-        count = instances_to_start(waiting=pending, starting=self._starting,
-                                   total=len(self.instances), max_instances=self.max_instances)
+        count = instances_to_start(
+            waiting=pending,
+            starting=self._starting,
+            total=len(self.instances),
+            max_instances=self.max_instances,
+        )
         for _ in range(count):
             self._starting += 1
-            asyncio.ensure_future(self._start_one())
+            task = asyncio.ensure_future(self._start_one())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _start_one(self) -> None:
         try:
@@ -180,9 +198,13 @@ class Pool:
     # ---- release -----------------------------------------------------------
     def reap(self, now: float) -> int:
         idle = [IdleInstance(i.id, i.idle_since) for i in self._idle if i.usable]
-        doomed = instances_to_reap(idle, total=len(self.instances), now=now,
-                                   keepalive_s=self._settings.keepalive_s,
-                                   last_keepalive_s=self._settings.last_keepalive_s)
+        doomed = instances_to_reap(
+            idle,
+            total=len(self.instances),
+            now=now,
+            keepalive_s=self._settings.keepalive_s,
+            last_keepalive_s=self._settings.last_keepalive_s,
+        )
         for instance_id in doomed:
             instance = self.instances[instance_id]
             self._idle.remove(instance)

@@ -37,9 +37,16 @@ log = logging.getLogger("nimbus.runtime_api")
 
 LAMBDA_PREFIX = b"/2018-06-01/runtime/"
 SCF_PREFIX = b"/runtime/"
-_REASONS = {200: b"OK", 202: b"Accepted", 400: b"Bad Request", 404: b"Not Found",
-            405: b"Method Not Allowed", 410: b"Gone", 413: b"Payload Too Large",
-            500: b"Internal Server Error"}
+_REASONS = {
+    200: b"OK",
+    202: b"Accepted",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    410: b"Gone",
+    413: b"Payload Too Large",
+    500: b"Internal Server Error",
+}
 
 
 @dataclass(frozen=True)
@@ -74,11 +81,17 @@ class RuntimeHandler(Protocol):
         """The runtime finished initialising (SCF's explicit signal)."""
 
 
-def _response(status: int, body: bytes = b"", headers: tuple[tuple[bytes, bytes], ...] = (),
-              content_type: bytes = b"application/json") -> bytes:
-    head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
-            b"Content-Type: " + content_type + b"\r\n",
-            b"Content-Length: %d\r\n" % len(body)]
+def _response(
+    status: int,
+    body: bytes = b"",
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+    content_type: bytes = b"application/json",
+) -> bytes:
+    head = [
+        b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown")),
+        b"Content-Type: " + content_type + b"\r\n",
+        b"Content-Length: %d\r\n" % len(body),
+    ]
     head.extend(name + b": " + value + b"\r\n" for name, value in headers)
     head.append(b"\r\n")
     return b"".join(head) + body
@@ -168,25 +181,30 @@ class _Connection(asyncio.Protocol):
         if self._queue:
             self._handle(*self._queue.pop(0))
 
-    def _handle(self, method: bytes, url: bytes, headers: dict[bytes, bytes], body: bytes,
-                keep_alive: bool) -> None:
+    def _handle(
+        self, method: bytes, url: bytes, headers: dict[bytes, bytes], body: bytes, keep_alive: bool
+    ) -> None:
         path = url.split(b"?", 1)[0]
         handler = self._endpoint.handler
         if body == b"\x00TOO_LARGE":
             limit = self._endpoint.max_body_bytes
             message = f"the response is larger than the limit of {limit} bytes"
-            handler.on_error(None, json.dumps(
-                {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}).encode(),
-                "Function.ResponseSizeTooLarge")
+            handler.on_error(
+                None,
+                json.dumps(
+                    {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}
+                ).encode(),
+                "Function.ResponseSizeTooLarge",
+            )
             self._write(_error(413, "RequestEntityTooLarge", message), keep_alive)
             return
         if path.startswith(LAMBDA_PREFIX):
-            rest = path[len(LAMBDA_PREFIX):]
+            rest = path[len(LAMBDA_PREFIX) :]
             if rest == b"invocation/next" and method == b"GET":
                 self._start_next(lambda ev: _lambda_next(ev), keep_alive)
                 return
             if rest.startswith(b"invocation/") and method == b"POST":
-                request_id, _, kind = rest[len(b"invocation/"):].rpartition(b"/")
+                request_id, _, kind = rest[len(b"invocation/") :].rpartition(b"/")
                 rid = request_id.decode("utf-8", "replace")
                 error_type = headers.get(b"lambda-runtime-function-error-type")
                 et = error_type.decode("utf-8", "replace") if error_type else None
@@ -197,8 +215,12 @@ class _Connection(asyncio.Protocol):
                 else:
                     self._write(_error(404, "NotFound", "unknown path"), keep_alive)
                     return
-                self._write(_ACCEPTED if ok else _error(
-                    400, "InvalidRequestID", f"no invocation {rid} is in flight"), keep_alive)
+                self._write(
+                    _ACCEPTED
+                    if ok
+                    else _error(400, "InvalidRequestID", f"no invocation {rid} is in flight"),
+                    keep_alive,
+                )
                 return
             if rest == b"init/error" and method == b"POST":
                 et_raw = headers.get(b"lambda-runtime-function-error-type")
@@ -206,7 +228,7 @@ class _Connection(asyncio.Protocol):
                 self._write(_ACCEPTED, keep_alive)
                 return
         elif path.startswith(SCF_PREFIX):
-            rest = path[len(SCF_PREFIX):]
+            rest = path[len(SCF_PREFIX) :]
             if rest == b"invocation/next" and method == b"GET":
                 self._start_next(lambda ev: _scf_next(ev), keep_alive)
                 return
@@ -222,11 +244,17 @@ class _Connection(asyncio.Protocol):
                 else:
                     self._write(_error(404, "NotFound", "unknown path"), keep_alive)
                     return
-                self._write(_SCF_OK if ok else _error(
-                    400, "InvalidRequestID", "no invocation is in flight"), keep_alive)
+                self._write(
+                    _SCF_OK
+                    if ok
+                    else _error(400, "InvalidRequestID", "no invocation is in flight"),
+                    keep_alive,
+                )
                 return
-        self._write(_error(404, "NotFound", f"unknown Runtime API path {path.decode(errors='replace')}"),
-                    keep_alive)
+        self._write(
+            _error(404, "NotFound", f"unknown Runtime API path {path.decode(errors='replace')}"),
+            keep_alive,
+        )
 
     def _start_next(self, render: Callable[[NextEvent], bytes], keep_alive: bool) -> None:
         self._busy = True
@@ -242,20 +270,28 @@ class _Connection(asyncio.Protocol):
 
 
 def _lambda_next(ev: NextEvent) -> bytes:
-    return _response(200, ev.payload, (
-        (b"Lambda-Runtime-Aws-Request-Id", ev.request_id.encode()),
-        (b"Lambda-Runtime-Deadline-Ms", str(ev.deadline_ms).encode()),
-        (b"Lambda-Runtime-Invoked-Function-Arn", ev.function_arn.encode()),
-        (b"Lambda-Runtime-Trace-Id", ev.trace_id.encode()),
-    ))
+    return _response(
+        200,
+        ev.payload,
+        (
+            (b"Lambda-Runtime-Aws-Request-Id", ev.request_id.encode()),
+            (b"Lambda-Runtime-Deadline-Ms", str(ev.deadline_ms).encode()),
+            (b"Lambda-Runtime-Invoked-Function-Arn", ev.function_arn.encode()),
+            (b"Lambda-Runtime-Trace-Id", ev.trace_id.encode()),
+        ),
+    )
 
 
 def _scf_next(ev: NextEvent) -> bytes:
-    return _response(200, ev.payload, (
-        (b"Request_Id", ev.request_id.encode()),
-        (b"Deadline_Ms", str(ev.deadline_ms).encode()),
-        *ev.scf_headers,
-    ))
+    return _response(
+        200,
+        ev.payload,
+        (
+            (b"Request_Id", ev.request_id.encode()),
+            (b"Deadline_Ms", str(ev.deadline_ms).encode()),
+            *ev.scf_headers,
+        ),
+    )
 
 
 class RuntimeEndpoint:

@@ -32,8 +32,9 @@ def _start_time(pid: int) -> str | None:
 
 
 class ProcessInstance:
-    def __init__(self, popen: subprocess.Popen[bytes], stdout_fd: int, stderr_fd: int,
-                 pidfile: Path) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], stdout_fd: int, stderr_fd: int, pidfile: Path
+    ) -> None:
         self._popen = popen
         self.pid = popen.pid
         self.stdout_fd = stdout_fd
