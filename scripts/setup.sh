@@ -9,7 +9,7 @@ need=()
 command -v "$PY" >/dev/null 2>&1 || need+=(python3.11)
 "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3.11-venv)
 command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v wrk >/dev/null 2>command -v curl >/dev/null 2>&1 || need+=(curl)1 || need+=(wrk)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 for extra in ${NIMBUS_APT_EXTRA:-}; do need+=("$extra"); done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

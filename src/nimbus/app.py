@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from pathlib import Path
 
 from nimbus.codestore import CodeStore
 from nimbus.config import Settings
 from nimbus.control.functions import FunctionService
 from nimbus.dispatch.directory import FunctionDirectory
 from nimbus.dispatch.dispatcher import Dispatcher
+from nimbus.errors import UnavailableError
 from nimbus.gateway.auth import KeyRing
 from nimbus.logs.store import LogStore
 from nimbus.pool.manager import PoolManager
@@ -20,10 +23,25 @@ from nimbus.store.sqlite import SqliteStore
 log = logging.getLogger("nimbus")
 
 
-def make_sandbox(settings: Settings) -> Sandbox:
+def make_sandbox(settings: Settings, default_interpreter: Path) -> Sandbox:
+    """The instance launcher the settings ask for; never silently a weaker one."""
     if settings.sandbox == "process":
         return ProcessSandbox(settings.run_dir)
-    raise ValueError(f"unknown sandbox {settings.sandbox!r}")
+    from nimbus.sandbox import namespaces
+
+    reason = namespaces.availability()
+    if reason is not None:
+        raise UnavailableError(
+            f"cannot isolate instances on this machine: {reason}. Start with "
+            "`--sandbox process` to run functions without isolation (development only)."
+        )
+    digest = hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:10]
+    return namespaces.NamespaceSandbox(
+        settings.run_dir,
+        pids_max=settings.pids_max,
+        default_interpreter=default_interpreter,
+        cgroup_parent=f"nimbus-{digest}",
+    )
 
 
 class Platform:
@@ -35,7 +53,9 @@ class Platform:
         self.store = SqliteStore(settings.db_path)
         self.codestore = CodeStore(settings.code_dir, settings.package_limits)
         self.registry = RuntimeRegistry(discover())
-        self.sandbox = make_sandbox(settings)
+        interpreter = self.registry.default_python().executable
+        assert interpreter is not None
+        self.sandbox = make_sandbox(settings, interpreter)
         self.logs = LogStore(settings.logs_db_path, settings.max_log_lines_per_function)
         self.pools = PoolManager(
             settings=settings,
@@ -62,8 +82,10 @@ class Platform:
             log.warning("killed %d instances left behind by an earlier run", stale)
         self.logs.start()
         self.pools.start()
+        await self.sandbox.prepare()
 
     async def shutdown(self) -> None:
         await self.pools.shutdown(self.settings.shutdown_grace_s)
+        await self.sandbox.close()
         await self.logs.close()
         self.store.close()

@@ -32,8 +32,13 @@ class Settings:
     data_dir: Path = Path(".nimbus")
     #: Preset admin API key; when empty, one is generated on first start.
     admin_token: str = ""
-    #: Instance launcher: ``process`` (plain child processes, no isolation).
-    sandbox: str = "process"
+    #: Instance launcher: ``auto`` (namespaces, refusing to start without isolation),
+    #: ``namespaces``, or ``process`` (plain child processes, no isolation: development only).
+    sandbox: str = "auto"
+    #: Size of each instance's private /tmp, in MiB (namespaces sandbox).
+    tmp_mb: int = 512
+    #: Most processes and threads one instance may run (namespaces sandbox).
+    pids_max: int = 256
     #: Default cap on concurrent instances of one function version.
     max_instances: int = 10
     #: Calls that may wait for an instance when all are busy, per function version.
@@ -102,8 +107,10 @@ class Settings:
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise InvalidSettingError(f"port {self.port} is out of range 0..65535")
-        if self.sandbox not in ("process",):
-            raise InvalidSettingError(f"unknown sandbox {self.sandbox!r}; choose one of: process")
+        if self.sandbox not in ("auto", "namespaces", "process"):
+            raise InvalidSettingError(
+                f"unknown sandbox {self.sandbox!r}; choose one of: auto, namespaces, process"
+            )
         for name in ("max_instances", "max_queued"):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1")

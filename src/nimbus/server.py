@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import uvicorn
 
 from nimbus.app import Platform
 from nimbus.config import Settings
+from nimbus.errors import NimbusError
 from nimbus.gateway.app import create_app
 
 
@@ -37,7 +39,11 @@ def serve_forever(settings: Settings) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    platform = Platform(settings)
+    try:
+        platform = Platform(settings)
+    except NimbusError as exc:
+        print(f"nimbus serve: {exc.message}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from exc
     new_secret = platform.keys.ensure_admin(settings.admin_token)
     print(_banner(settings, platform, new_secret), flush=True)
     config = uvicorn.Config(
@@ -51,4 +57,8 @@ def serve_forever(settings: Settings) -> None:
         log_level="warning",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
     )
+    # uvicorn re-raises the signal that stopped it once shutdown is done; with these
+    # handlers in place a graceful stop ends `nimbus serve` with status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.Server(config).run()

@@ -46,7 +46,12 @@ class Server:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "NIMBUS_ADMIN_TOKEN": TOKEN, **(env or {})}
+        self.env = {
+            **os.environ,
+            "NIMBUS_ADMIN_TOKEN": TOKEN,
+            "NIMBUS_SANDBOX": os.environ.get("NIMBUS_TEST_SANDBOX", "process"),
+            **(env or {}),
+        }
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
         self.http = httpx.Client(

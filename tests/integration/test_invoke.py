@@ -6,18 +6,18 @@ import json
 import os
 import subprocess
 
-from tests.integration.harness import NIMBUS, TOKEN, Server
+from tests.integration.harness import NIMBUS, TOKEN, Server, instance_pids, wait_until
 
 CONTEXT = """
-import os, time
-INIT_PID = os.getpid()
+import os, time, uuid
+INSTANCE = uuid.uuid4().hex  # one per instance process: pids repeat across PID namespaces
 INITS = []
 INITS.append(1)
 
 def handler(event, context):
     return {
         "event": event,
-        "pid": os.getpid(),
+        "instance": INSTANCE,
         "inits": len(INITS),
         "request_id": context.aws_request_id,
         "scf_request_id": context.request_id,
@@ -50,7 +50,7 @@ def test_result_context_and_init_once(server: Server) -> None:
 
     second = server.invoke("ctx", [1, "two", None])
     assert second["cold_start"] is False and second["init_duration_ms"] is None
-    assert second["result"]["pid"] == r["pid"]
+    assert second["result"]["instance"] == r["instance"]
     assert second["result"]["inits"] == 1  # module-level code ran once
     assert second["result"]["event"] == [1, "two", None]
     assert second["request_id"] != first["request_id"]
@@ -64,16 +64,17 @@ def test_unicode_and_plain_values(server: Server) -> None:
 
 def test_handler_exception_is_reported_and_instance_survives(server: Server) -> None:
     code = (
-        "import os\n"
+        "import uuid\n"
+        "INSTANCE = uuid.uuid4().hex\n"
         "def helper():\n"
         "    raise ValueError('bad value')\n"
         "def handler(event, context):\n"
         "    if event.get('fail'):\n"
         "        helper()\n"
-        "    return os.getpid()\n"
+        "    return INSTANCE\n"
     )
     server.deploy("raises", {"app.py": code})
-    pid = server.invoke("raises")["result"]
+    instance = server.invoke("raises")["result"]
     r = server.http.post("/v1/functions/raises/invocations", json={"fail": True})
     assert r.status_code == 200
     assert r.headers["X-Nimbus-Function-Error"] == "Unhandled"
@@ -85,7 +86,7 @@ def test_handler_exception_is_reported_and_instance_survives(server: Server) -> 
     assert "app.py" in trace and "helper" in trace
     assert "bootstrap" not in trace  # platform frames stripped
     again = server.invoke("raises")
-    assert again["result"] == pid and again["cold_start"] is False
+    assert again["result"] == instance and again["cold_start"] is False
 
 
 def test_init_errors_reach_the_caller(server: Server) -> None:
@@ -108,29 +109,32 @@ def test_init_errors_reach_the_caller(server: Server) -> None:
 
 def test_timeout_kills_the_instance(server: Server) -> None:
     code = (
-        "import os, time\n"
+        "import time, uuid\n"
+        "INSTANCE = uuid.uuid4().hex\n"
         "def handler(event, context):\n"
         "    time.sleep(event.get('sleep', 0))\n"
-        "    return os.getpid()\n"
+        "    return INSTANCE\n"
     )
     server.deploy("slow", {"app.py": code}, timeout_s=1)
-    pid = server.invoke("slow")["result"]
+    before = instance_pids(server.data_dir)
+    instance = server.invoke("slow")["result"]
+    (pid,) = instance_pids(server.data_dir) - before
     timed_out = server.invoke("slow", {"sleep": 5})
     assert timed_out["status"] == "failed"
     assert timed_out["error"]["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in timed_out["error"]["errorMessage"]
     assert 900 < timed_out["duration_ms"] < 3000
     fresh = server.invoke("slow")
-    assert fresh["cold_start"] is True and fresh["result"] != pid
-    assert not os.path.exists(f"/proc/{pid}") or _is_zombie_free(pid)
+    assert fresh["cold_start"] is True and fresh["result"] != instance
+    assert wait_until(lambda: not os.path.exists(f"/proc/{pid}") or not _is_alive(pid))
 
 
-def _is_zombie_free(pid: int) -> bool:
+def _is_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
-        return True
+        return False
 
 
 def test_crashing_instances_are_named_and_replaced(server: Server) -> None:
@@ -141,7 +145,7 @@ def test_crashing_instances_are_named_and_replaced(server: Server) -> None:
         "        os._exit(7)\n"
         "    if event.get('segv'):\n"
         "        ctypes.string_at(0)\n"
-        "    return os.getpid()\n"
+        "    return 'alive'\n"
     )
     server.deploy("crash", {"app.py": code})
     server.invoke("crash")

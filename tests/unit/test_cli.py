@@ -249,10 +249,10 @@ def test_deploy_streams_a_large_zip_as_is(
     package = tmp_path / "big.zip"
     with zipfile.ZipFile(package, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr("blob.bin", os.urandom(3 * 1024 * 1024))
-    result = run("deploy", str(package), "--name", "hello", "--timeout", "2.5")
+    result = run("deploy", str(package), "--name", "hello", "--timeout", "7")
     assert result.exit_code == 0, result.output
     assert fake.body("PUT", "/v1/code") == package.read_bytes()
-    assert fake.body("PATCH", "/v1/functions/hello") == {"code_sha256": "cd" * 32, "timeout_s": 2.5}
+    assert fake.body("PATCH", "/v1/functions/hello") == {"code_sha256": "cd" * 32, "timeout_s": 7}
 
 
 def test_update_patches_only_the_given_settings(

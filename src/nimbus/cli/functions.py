@@ -36,7 +36,7 @@ HandlerOpt = Annotated[
 ]
 MemoryOpt = Annotated[int | None, typer.Option("--memory", help="Memory limit in MB.", min=1)]
 TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", help="Timeout of one invocation, in seconds.", min=0)
+    int | None, typer.Option("--timeout", help="Timeout of one invocation, in whole seconds.", min=1)
 ]
 EnvOpt = Annotated[
     list[str] | None,
@@ -232,7 +232,7 @@ def config_changes(
     runtime: str | None,
     handler: str | None,
     memory: int | None,
-    timeout: float | None,
+    timeout: int | None,
     env: list[str] | None,
     description: str | None,
     max_instances: int | None,
@@ -242,7 +242,7 @@ def config_changes(
         "runtime": runtime,
         "handler": handler,
         "memory_mb": memory,
-        "timeout_s": int(timeout) if timeout is not None and timeout.is_integer() else timeout,
+        "timeout_s": timeout,
         "env": parse_env(env) if env else None,
         "description": description,
         "max_instances": max_instances,

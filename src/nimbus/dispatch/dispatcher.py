@@ -6,7 +6,7 @@ from nimbus.dispatch.directory import FunctionDirectory
 from nimbus.domain.invocation import InvocationResult
 from nimbus.pool.instance import InitFailed
 from nimbus.pool.manager import PoolManager
-from nimbus.pool.pool import new_request_id
+from nimbus.pool.pool import PoolRetired, new_request_id
 
 LATEST = "$LATEST"
 
@@ -21,25 +21,29 @@ class Dispatcher:
     ) -> InvocationResult:
         """Run one call synchronously. Function failures come back in the result;
         platform refusals (not found, throttled) are raised as NimbusError."""
-        config = await self._directory.get(namespace, name)
-        pool = self._pools.pool_for(config)
         request_id = new_request_id()
-        try:
-            async with pool.lease() as instance:
-                cold = instance.served == 0
-                outcome = await instance.call(request_id, payload, want_tail)
-        except InitFailed as exc:
-            return InvocationResult(
-                request_id=request_id,
-                function_name=name,
-                version=LATEST,
-                payload=None,
-                error=exc.error,
-                cold_start=True,
-                duration_ms=0.0,
-                init_duration_ms=exc.init_duration_ms,
-                log_tail=exc.log_tail if want_tail else None,
-            )
+        while True:
+            config = await self._directory.get(namespace, name)
+            pool = self._pools.pool_for(config)
+            try:
+                async with pool.lease() as instance:
+                    cold = instance.served == 0
+                    outcome = await instance.call(request_id, payload, want_tail)
+            except PoolRetired:
+                continue  # the function changed while this call queued: use its current pool
+            except InitFailed as exc:
+                return InvocationResult(
+                    request_id=request_id,
+                    function_name=name,
+                    version=LATEST,
+                    payload=None,
+                    error=exc.error,
+                    cold_start=True,
+                    duration_ms=0.0,
+                    init_duration_ms=exc.init_duration_ms,
+                    log_tail=exc.log_tail if want_tail else None,
+                )
+            break
         return InvocationResult(
             request_id=request_id,
             function_name=name,

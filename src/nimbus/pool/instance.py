@@ -116,14 +116,20 @@ class Instance:
         self._endpoint = endpoint
         socket_path = socket_dir / f"{self.id}.sock"
         await endpoint.listen_unix(socket_path)
-        port = await endpoint.listen_tcp() if self.runtime.kind != "python" else None
+        view = sandbox.view(code_dir, socket_path)
+        runtime_api = view.runtime_api
+        if runtime_api is None and self.runtime.kind != "python":
+            runtime_api = f"127.0.0.1:{await endpoint.listen_tcp()}"
         spec = InstanceSpec(
             instance_id=self.id,
-            argv=registry.argv(self.runtime, code_dir),
-            env=self._environment(code_dir, socket_path, port),
+            argv=registry.argv(self.runtime, view.task_root),
+            env=self._environment(view.task_root, view.runtime_socket, runtime_api),
             code_dir=code_dir,
             runtime_socket=socket_path,
             memory_mb=self.config.memory_mb,
+            runtime_kind=self.runtime.kind,
+            interpreter=self.runtime.executable,
+            tmp_mb=self._settings.tmp_mb,
             labels={"namespace": self.config.namespace, "function": self.config.name},
         )
         try:
@@ -140,17 +146,22 @@ class Instance:
         )
         self._watcher = asyncio.ensure_future(self._watch(self._proc))
 
-    def _environment(self, code_dir: Path, socket_path: Path, port: int | None) -> dict[str, str]:
+    def _environment(
+        self, task_root: str, runtime_socket: str, runtime_api: str | None
+    ) -> dict[str, str]:
         cfg = self.config
-        env = dict(cfg.env)
+        # Defaults a function may override, then the function's own, then the platform's.
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": "/tmp",
+            "TZ": "UTC",
+        }
+        env.update(cfg.env)
         env.update(
             {
-                "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "LANG": "C.UTF-8",
-                "HOME": "/tmp",
-                "TZ": "UTC",
                 "_HANDLER": cfg.handler,
-                "LAMBDA_TASK_ROOT": str(code_dir),
+                "LAMBDA_TASK_ROOT": task_root,
                 "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
@@ -158,16 +169,17 @@ class Instance:
                 "AWS_LAMBDA_LOG_STREAM_NAME": self.id,
                 "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
                 "NIMBUS_NAMESPACE": cfg.namespace,
-                "NIMBUS_RUNTIME_API_SOCKET": str(socket_path),
+                "NIMBUS_RUNTIME_API_SOCKET": runtime_socket,
                 "SCF_FUNCTIONNAME": cfg.name,
                 "SCF_FUNCTIONVERSION": "$LATEST",
                 "SCF_NAMESPACE": cfg.namespace,
             }
         )
-        if port is not None:
-            env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{port}"
-            env["SCF_RUNTIME_API"] = "127.0.0.1"
-            env["SCF_RUNTIME_API_PORT"] = str(port)
+        if runtime_api is not None:
+            host, _, port = runtime_api.rpartition(":")
+            env["AWS_LAMBDA_RUNTIME_API"] = runtime_api
+            env["SCF_RUNTIME_API"] = host
+            env["SCF_RUNTIME_API_PORT"] = port
         return env
 
     @property
@@ -192,19 +204,25 @@ class Instance:
                 "Runtime.ExitError",
                 f"Runtime exited during initialisation with {status.describe()}",
             )
+            if status.limit == "memory":
+                error = self._exit_error("init", status)
             self._fail_init(error)
         call = self._call
         if call is not None:
-            self._finish(
-                call,
-                None,
-                FunctionError(
-                    "Runtime.ExitError",
-                    f"RequestId: {call.request_id} Error: Runtime exited with error: "
-                    f"{status.describe()}",
-                ),
-            )
+            self._finish(call, None, self._exit_error(call.request_id, status))
         self._die()
+
+    def _exit_error(self, request_id: str, status: ExitStatus) -> FunctionError:
+        if status.limit == "memory":
+            return FunctionError(
+                "Runtime.OutOfMemory",
+                f"RequestId: {request_id} Error: Runtime exited: the function used more than "
+                f"its memory limit of {self.config.memory_mb} MB; raise memory_mb or use less",
+            )
+        return FunctionError(
+            "Runtime.ExitError",
+            f"RequestId: {request_id} Error: Runtime exited with error: {status.describe()}",
+        )
 
     def _fail_init(self, error: FunctionError) -> None:
         if self._ready.done():
@@ -338,6 +356,7 @@ class Instance:
             self._mark_ready()
 
     def _mark_ready(self) -> None:
+        self._drain_output()  # init output still in the pipe is tagged as init
         if self._init_timer is not None:
             self._init_timer.cancel()
         self.init_duration_ms = (time.monotonic() - self._started_at) * 1000

@@ -32,6 +32,10 @@ log = logging.getLogger("nimbus.pool")
 Launcher = Callable[[FunctionConfig, Callable[[Instance], None]], Awaitable[Instance]]
 
 
+class PoolRetired(Exception):
+    """The pool drained while a call queued in it; the call goes to the current pool."""
+
+
 class Pool:
     def __init__(
         self,
@@ -48,6 +52,7 @@ class Pool:
         self._idle: list[Instance] = []  # stack: last is the most recently used
         self._waiters: collections.deque[asyncio.Future[Instance]] = collections.deque()
         self._starting = 0
+        self._launching = 0  # starts not yet in self.instances; they count toward the cap
         self.draining = False
         self._tasks: set[asyncio.Future[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -149,18 +154,22 @@ class Pool:
         count = instances_to_start(
             waiting=pending,
             starting=self._starting,
-            total=len(self.instances),
+            total=len(self.instances) + self._launching,
             max_instances=self.max_instances,
         )
         for _ in range(count):
             self._starting += 1
+            self._launching += 1
             task = asyncio.ensure_future(self._start_one())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _start_one(self) -> None:
         try:
-            instance = await self._launcher(self.config, self._on_instance_dead)
+            try:
+                instance = await self._launcher(self.config, self._on_instance_dead)
+            finally:
+                self._launching -= 1
             self.instances[instance.id] = instance
             await instance.ready()
         except InitFailed as exc:
@@ -214,6 +223,9 @@ class Pool:
     def drain(self) -> None:
         """Stop taking calls: idle instances stop now, busy ones after their call."""
         self.draining = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(PoolRetired())
         for instance in list(self._idle):
             instance.stop()
         self._idle.clear()

@@ -151,6 +151,16 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.lower()] = value
 
+    def on_headers_complete(self) -> None:
+        # curl (shell bootstraps, libcurl runtimes) sends "Expect: 100-continue" before
+        # bodies over 1 MB and waits a second for this answer before sending anyway.
+        if (
+            self._headers.get(b"expect", b"").lower() == b"100-continue"
+            and not self._busy
+            and self._transport is not None
+        ):
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size <= self._endpoint.max_body_bytes:

@@ -91,11 +91,16 @@ class RuntimeRegistry:
             )
         return runtime
 
+    def default_python(self) -> Runtime:
+        """The runtime of the platform's own Python version (always discovered)."""
+        return self.get(f"python3.{sys.version_info.minor}")
+
     def all(self) -> list[Runtime]:
         return list(self._runtimes.values())
 
-    def argv(self, runtime: Runtime, code_dir: Path) -> tuple[str, ...]:
+    def argv(self, runtime: Runtime, task_root: str) -> tuple[str, ...]:
+        """How to start the runtime; ``task_root`` is the code directory as the instance sees it."""
         if runtime.kind == "python":
             assert runtime.executable is not None
             return (str(runtime.executable), "-I", "-S", str(BOOTSTRAP))
-        return (str(code_dir / "bootstrap"),)
+        return (f"{task_root}/bootstrap",)

@@ -28,6 +28,11 @@ class InstanceSpec:
     #: Unix socket serving this instance's Runtime API.
     runtime_socket: Path
     memory_mb: int
+    #: ``python`` (the built-in runtime under ``interpreter``) or ``custom`` (exec ``argv``).
+    runtime_kind: str = "custom"
+    interpreter: Path | None = None
+    #: Size cap of the instance's private /tmp, in MiB.
+    tmp_mb: int = 512
     #: Labels for logs and process listings.
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -38,6 +43,8 @@ class ExitStatus:
 
     code: int | None  # exit code, when it exited
     signal: int | None  # signal number, when it was killed
+    #: A limit the sandbox saw being hit: ``memory`` (killed by the OOM killer), ``pids``.
+    limit: str | None = None
 
     def describe(self) -> str:
         if self.signal is not None:
@@ -68,13 +75,33 @@ class SandboxProcess(Protocol):
         """Release the backend's resources (fds, bookkeeping) after the process ended."""
 
 
+@dataclass(frozen=True)
+class InstanceView:
+    """Paths and addresses as the instance sees them (they differ inside a sandbox)."""
+
+    task_root: str
+    runtime_socket: str
+    #: ``host:port`` for runtimes that speak TCP, or None when the platform must listen
+    #: on a loopback port of its own for this instance.
+    runtime_api: str | None
+
+
 class Sandbox(Protocol):
     name: str
     #: Whether instances are isolated from each other and from the platform.
     isolated: bool
 
+    def view(self, code_dir: Path, runtime_socket: Path) -> InstanceView:
+        """Where the instance finds its code and its Runtime API."""
+
     async def start(self, spec: InstanceSpec) -> SandboxProcess:
         """Start an instance; raise :class:`SandboxError` if it could not be started."""
+
+    async def prepare(self) -> None:
+        """Warm up at platform start (e.g. start zygotes) so the first cold start is fast."""
+
+    async def close(self) -> None:
+        """Stop helpers the backend runs; instances are killed by the pools before this."""
 
     def describe(self) -> str:
         """One line for ``nimbus serve`` to print at start: what runs and why."""

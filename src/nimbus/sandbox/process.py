@@ -19,16 +19,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from nimbus.sandbox.base import ExitStatus, InstanceSpec, SandboxError
-
-
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
+from nimbus.sandbox.base import ExitStatus, InstanceSpec, InstanceView, SandboxError
+from nimbus.sandbox.pidfiles import PidFiles
 
 
 class ProcessInstance:
@@ -79,8 +71,16 @@ class ProcessSandbox:
     isolated = False
 
     def __init__(self, run_dir: Path) -> None:
-        self._pid_dir = run_dir / "pids"
-        self._pid_dir.mkdir(parents=True, exist_ok=True)
+        self._pidfiles = PidFiles(run_dir)
+
+    def view(self, code_dir: Path, runtime_socket: Path) -> InstanceView:
+        return InstanceView(str(code_dir), str(runtime_socket), None)
+
+    async def prepare(self) -> None:
+        """Nothing to warm up: every instance is a fresh process."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
     def describe(self) -> str:
         return (
@@ -110,23 +110,8 @@ class ProcessSandbox:
         os.close(err_w)
         os.set_blocking(out_r, False)
         os.set_blocking(err_r, False)
-        pidfile = self._pid_dir / f"{spec.instance_id}.pid"
-        pidfile.write_text(f"{popen.pid} {_start_time(popen.pid) or ''}\n")
+        pidfile = self._pidfiles.write(spec.instance_id, popen.pid)
         return ProcessInstance(popen, out_r, err_r, pidfile)
 
     def cleanup_stale(self) -> int:
-        killed = 0
-        for pidfile in self._pid_dir.glob("*.pid"):
-            try:
-                pid_text, _, started = pidfile.read_text().strip().partition(" ")
-                pid = int(pid_text)
-            except (OSError, ValueError):
-                pidfile.unlink(missing_ok=True)
-                continue
-            # Only a process with the same pid AND start time is the one we started.
-            if started and _start_time(pid) == started:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
-                    killed += 1
-            pidfile.unlink(missing_ok=True)
-        return killed
+        return self._pidfiles.kill_stale(group=True)

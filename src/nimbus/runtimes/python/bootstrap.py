@@ -182,16 +182,26 @@ class _Context:
     current_request_id = ""  # of the call being served, for the logging filter
     _KEYS = ("request_id", "function_name", "function_version", "namespace")
     _KEYS += ("time_limit_in_ms", "memory_limit_in_mb", "environ")
-    function_name: str = _ENV.get("AWS_LAMBDA_FUNCTION_NAME") or "function"
-    function_version: str = _ENV.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST"
-    memory_limit_in_mb: str = _ENV.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or "128"
-    log_group_name: str = _ENV.get("AWS_LAMBDA_LOG_GROUP_NAME") or f"/aws/lambda/{function_name}"
-    log_stream_name: str = _ENV.get("AWS_LAMBDA_LOG_STREAM_NAME") or (
-        f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{function_version}]{os.getpid():032x}"
-    )
-    namespace: str = _ENV.get("NIMBUS_NAMESPACE") or "default"
-    region: str = _ENV.get("AWS_REGION") or _ENV.get("AWS_DEFAULT_REGION") or "us-east-1"
-    environ: str = ";".join(f"{k}={v}" for k, v in _ENV.items())
+    # Per-process values, set by configure() when the runtime starts (not at import:
+    # a zygote imports this module once and forks many instances from it).
+    function_name = function_version = memory_limit_in_mb = ""
+    log_group_name = log_stream_name = namespace = region = environ = ""
+
+    @classmethod
+    def configure(cls, env: Any) -> None:
+        cls.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME") or "function"
+        cls.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST"
+        cls.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or "128"
+        cls.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME") or (
+            f"/aws/lambda/{cls.function_name}"
+        )
+        cls.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME") or (
+            f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{cls.function_version}]"
+            f"{os.getpid():032x}"
+        )
+        cls.namespace = env.get("NIMBUS_NAMESPACE") or "default"
+        cls.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        cls.environ = ";".join(f"{k}={v}" for k, v in env.items())
 
     def __init__(self, request_id: str, headers: dict[str, str], now_ms: int) -> None:
         self.aws_request_id = request_id
@@ -423,6 +433,7 @@ def main() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(line_buffering=True)
+    _Context.configure(_ENV)
     task_root = _ENV.get("LAMBDA_TASK_ROOT") or os.getcwd()
     sys.path.insert(0, task_root)
     os.chdir(task_root)

@@ -1,0 +1,442 @@
+"""Nimbus zygote: a pre-initialised fork server that starts sandboxed instances.
+
+Runs under the bare interpreter of one Python runtime (``python3.X -I -S
+zygote.py``) with only the standard library, as root. It imports the built-in
+Python runtime once, freezes its heap (``gc.freeze``) and then forks one
+instance per request from the platform, so a Python instance starts without
+paying for an interpreter start or its imports. Custom runtimes are exec'd
+from the same sandbox set-up.
+
+Protocol: a SOCK_SEQPACKET unix socket whose fd number is the first argument. Each message is one JSON
+object; spawn requests carry the instance's stdout and stderr pipes as
+SCM_RIGHTS. Platform → zygote: ``init`` (once), ``spawn``. Zygote → platform:
+``ready``, ``spawned`` (host pid of the sandbox init), ``failed``, ``exited``
+(raw wait status of the runtime process).
+
+Process tree of one instance, and what each step does::
+
+    zygote ─fork─► A: join cgroups, stdio, unshare(mnt|pid|net|ipc|uts|cgroup)
+                      └─fork─► B = PID 1 of the new PID namespace:
+                               private mounts, read-only root (pivot_root),
+                               /proc, /dev, /tmp (tmpfs with a size cap),
+                               hostname, loopback up; reaps orphans; relays
+                               127.0.0.1:9001 to the Runtime API socket
+                               └─fork─► C: drop to an unprivileged uid, no
+                                        new privileges, seccomp, then run the
+                                        Python runtime in-process or exec
+                                        the custom bootstrap
+    A reports B's pid and exits at once; the zygote (a child subreaper)
+    adopts B and reaps it. When C ends, B writes C's wait status to a pipe
+    and exits; the kernel then kills whatever else ran in the namespace.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import ctypes
+import fcntl
+import gc
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 22, 36, 38
+SECCOMP_MODE_FILTER = 2
+SIOCSIFFLAGS, IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x8914, 0x1, 0x8, 0x40
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+RELAY_PORT = 9001
+SOCKET_IN_SANDBOX = "/run/nimbus/runtime.sock"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+STATE: dict[str, object] = {}
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _b(text: str | None) -> bytes | None:
+    return text.encode() if text is not None else None
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    _check(
+        _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+        f"mount {target}",
+    )
+
+
+def install_seccomp(program: bytes) -> None:
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = SockFprog(len(program) // 8, ctypes.addressof(buf))
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
+
+
+# ---- sandbox set-up (in B, PID 1 of the new namespaces) ----------------------
+def _bind(host: str, root: str, inside: str, writable: bool = False) -> None:
+    target = root + inside
+    if os.path.islink(host):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.symlink(os.readlink(host), target)
+        return
+    if os.path.isdir(host):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "ab"):
+            pass
+    mount(host, target, None, MS_BIND | MS_REC)
+    if not writable:
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _write(root: str, path: str, content: str) -> None:
+    os.makedirs(os.path.dirname(root + path), exist_ok=True)
+    with open(root + path, "w") as f:
+        f.write(content)
+
+
+def _setup_root(req: dict) -> None:
+    root = req["root_dir"]
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=755")
+    for host in req["ro_binds"]:
+        if os.path.lexists(host):
+            _bind(host, root, host)
+    for host in req["etc_files"]:
+        if os.path.exists(host):
+            _bind(host, root, host)
+    uid, gid = req["uid"], req["gid"]
+    _write(
+        root,
+        "/etc/passwd",
+        f"root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user:x:{uid}:{gid}::/tmp:/usr/sbin/nologin\n",
+    )
+    _write(root, "/etc/group", f"root:x:0:\nsbx_user:x:{gid}:\n")
+    _write(root, "/etc/hosts", "127.0.0.1 localhost nimbus\n::1 localhost\n")
+    _write(root, "/etc/hostname", "nimbus\n")
+    _bind(req["code_dir"], root, "/var/task")
+    _bind(req["socket"], root, SOCKET_IN_SANDBOX, writable=True)
+    os.makedirs(root + "/tmp")
+    mount(
+        "tmpfs",
+        root + "/tmp",
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        f"size={int(req['tmp_mb'])}m,mode=1777",
+    )
+    os.makedirs(root + "/dev")
+    mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
+    for dev in ("null", "zero", "full", "random", "urandom"):
+        _bind("/dev/" + dev, root, "/dev/" + dev, writable=True)
+    os.makedirs(root + "/dev/shm")
+    mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, root + "/dev/" + name)
+    os.makedirs(root + "/proc")
+    mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.chdir(root)
+    _check(_libc.syscall(SYS_PIVOT_ROOT[os.uname().machine], b".", b"."), "pivot_root")
+    _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
+    os.chdir("/")
+    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    _check(_libc.sethostname(b"nimbus", 6), "sethostname")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags, b""))
+
+
+def _run_runtime(req: dict) -> None:
+    """C: become the unprivileged function process and run the runtime. Never returns."""
+    try:
+        os.setgroups([])
+        os.setgid(req["gid"])
+        os.setuid(req["uid"])
+        install_seccomp(STATE["seccomp"])
+        os.chdir("/var/task")
+        env = req["env"]
+        os.environ.clear()
+        os.environ.update(env)
+        if req["mode"] == "exec":
+            os.execve(req["argv"][0], req["argv"], env)
+        if "random" in sys.modules:  # never share a random state between instances
+            sys.modules["random"].seed()
+        gc.unfreeze()
+        bootstrap = STATE["bootstrap"]
+        sys.argv = ["bootstrap"]
+        bootstrap.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException as exc:
+        os.write(2, f"nimbus sandbox: could not start the runtime: {exc!r}\n".encode())
+        code = 127
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _init(req: dict, status_w: int) -> None:
+    """B: PID 1 of the sandbox. Sets it up, starts C, reaps, relays TCP. Never returns."""
+    try:
+        _setup_root(req)
+    except BaseException as exc:
+        message = f"nimbus sandbox: set-up failed: {exc}"
+        os.write(2, (message + "\n").encode())
+        os.write(status_w, ("error " + message).encode())
+        os._exit(126)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    listener = None
+    if req.get("relay"):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", RELAY_PORT))
+        listener.listen(64)
+    child = os.fork()
+    if child == 0:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in (wake_r, wake_w, status_w):
+            os.close(fd)
+        if listener is not None:
+            listener.close()
+        _run_runtime(req)
+    sel = selectors.DefaultSelector()
+    sel.register(wake_r, selectors.EVENT_READ, "wake")
+    if listener is not None:
+        sel.register(listener, selectors.EVENT_READ, "accept")
+    peers: dict[socket.socket, socket.socket] = {}
+    while True:
+        for key, _ in sel.select():
+            if key.data == "wake":
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 4096)
+                while True:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    if pid == child:
+                        os.write(status_w, f"status {status}".encode())
+                        os._exit(0)
+            elif key.data == "accept":
+                assert listener is not None
+                conn, _ = listener.accept()
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    upstream.connect(SOCKET_IN_SANDBOX)
+                except OSError:
+                    conn.close()
+                    upstream.close()
+                    continue
+                peers[conn], peers[upstream] = upstream, conn
+                sel.register(conn, selectors.EVENT_READ, "relay")
+                sel.register(upstream, selectors.EVENT_READ, "relay")
+            else:
+                src = key.fileobj
+                assert isinstance(src, socket.socket)
+                try:
+                    data = src.recv(65536)
+                except OSError:
+                    data = b""
+                dst = peers.get(src)
+                if data and dst is not None:
+                    try:
+                        dst.sendall(data)
+                        continue
+                    except OSError:
+                        pass
+                for sock in (src, dst):
+                    if sock is not None:
+                        peers.pop(sock, None)
+                        sel.unregister(sock)
+                        sock.close()
+
+
+# ---- the fork server -----------------------------------------------------------
+def _spawn(req: dict, fds: list[int]) -> dict:
+    out_fd, err_fd = fds
+    pid_r, pid_w = os.pipe()
+    status_r, status_w = os.pipe()
+    a = os.fork()
+    if a == 0:
+        try:
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            os.close(STATE["ctl_fd"])
+            os.close(pid_r)
+            os.close(status_r)
+            for path in req["cgroup_procs"]:
+                with open(path, "w") as f:
+                    f.write(str(os.getpid()))
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out_fd, 1)
+            os.dup2(err_fd, 2)
+            for fd in (null, out_fd, err_fd):
+                os.close(fd)
+            _check(
+                _libc.unshare(
+                    CLONE_NEWNS
+                    | CLONE_NEWPID
+                    | CLONE_NEWNET
+                    | CLONE_NEWIPC
+                    | CLONE_NEWUTS
+                    | CLONE_NEWCGROUP
+                ),
+                "unshare",
+            )
+            b = os.fork()
+            if b == 0:
+                os.close(pid_w)
+                _init(req, status_w)
+            os.write(pid_w, str(b).encode())
+            os._exit(0)
+        except BaseException as exc:
+            os.write(pid_w, f"error {exc}".encode())
+            os._exit(1)
+    os.close(pid_w)
+    os.close(status_w)
+    os.close(out_fd)
+    os.close(err_fd)
+    chunks = []
+    while True:
+        chunk = os.read(pid_r, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(pid_r)
+    answer = b"".join(chunks).decode()
+    if not answer or answer.startswith("error"):
+        os.close(status_r)
+        return {"op": "failed", "id": req["id"], "error": answer[6:] or "fork failed"}
+    pid = int(answer)
+    os.set_blocking(status_r, False)
+    STATE.setdefault("children", {})[pid] = (req["id"], status_r)
+    return {"op": "spawned", "id": req["id"], "pid": pid}
+
+
+def _reap(ctl: socket.socket) -> None:
+    children: dict[int, tuple[str, int]] = STATE.setdefault("children", {})
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        entry = children.pop(pid, None)
+        if entry is None:
+            continue  # an A process, done after reporting its child
+        instance_id, status_r = entry
+        note = ""
+        with contextlib.suppress(BlockingIOError, OSError):
+            note = os.read(status_r, 4096).decode()
+        os.close(status_r)
+        message: dict[str, object] = {"op": "exited", "id": instance_id, "pid": pid}
+        if note.startswith("status "):
+            message["status"] = int(note[7:])
+        else:
+            message["status"] = status
+            if note.startswith("error "):
+                message["error"] = note[6:]
+        _send(ctl, message)
+
+
+def _send(ctl: socket.socket, message: dict) -> None:
+    ctl.send(json.dumps(message).encode())
+
+
+def main() -> None:
+    STATE["ctl_fd"] = int(sys.argv[1])
+    ctl = socket.socket(fileno=STATE["ctl_fd"])
+    init = json.loads(ctl.recv(1 << 20))
+    STATE["seccomp"] = bytes.fromhex(init["seccomp"])
+    if init.get("bootstrap"):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("nimbus_bootstrap", init["bootstrap"])
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        STATE["bootstrap"] = module
+    for name in init.get("preload", ()):
+        with contextlib.suppress(ImportError):
+            __import__(name)
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "subreaper")
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    gc.collect()
+    gc.freeze()  # forked instances share these pages instead of copying them on first GC
+    _send(ctl, {"op": "ready", "pid": os.getpid(), "version": list(sys.version_info[:3])})
+    sel = selectors.DefaultSelector()
+    sel.register(ctl, selectors.EVENT_READ, "ctl")
+    sel.register(wake_r, selectors.EVENT_READ, "wake")
+    fd_size = array.array("i").itemsize
+    while True:
+        for key, _ in sel.select():
+            if key.data == "wake":
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_r, 4096)
+                _reap(ctl)
+                continue
+            data, ancdata, _flags, _addr = ctl.recvmsg(1 << 20, socket.CMSG_SPACE(2 * fd_size))
+            if not data:  # the platform is gone: so are its instances
+                for pid in list(STATE.get("children", {})):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                os._exit(0)
+            fds: list[int] = []
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.extend(array.array("i", payload[: len(payload) - len(payload) % fd_size]))
+            req = json.loads(data)
+            if req.get("op") == "spawn" and len(fds) == 2:
+                try:
+                    _send(ctl, _spawn(req, fds))
+                except OSError as exc:
+                    _send(ctl, {"op": "failed", "id": req.get("id"), "error": str(exc)})
+            else:
+                for fd in fds:
+                    os.close(fd)
+
+
+if __name__ == "__main__":
+    main()
