@@ -156,11 +156,6 @@ def unique_bytes(pid: int) -> int:
     return total_kb * 1024
 
 
-def tree_unique_bytes(pid: int) -> int:
-    """Unique memory of ``pid`` and all its descendants."""
-    return sum(unique_bytes(p) for p in {pid} | descendants(pid))
-
-
 def cpu_steal() -> tuple[int, int]:
     """(steal, total) jiffies from /proc/stat, for the steal share over an interval."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]

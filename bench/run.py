@@ -315,9 +315,12 @@ def idle_memory(server: NimbusServer, results: Results) -> None:
     if not pids:
         raise BenchError(f"no live instance pidfile under {server.data_dir}/run/pids")
     results.idle_instances = len(pids)
-    results.idle_unique_bytes = sum(procs.tree_unique_bytes(p) for p in pids)
+    instance_trees = {q for p in pids for q in {p} | procs.descendants(p)}
+    results.idle_unique_bytes = sum(procs.unique_bytes(p) for p in instance_trees)
+    # The platform's own share: the server and helpers it started (a zygote...).
     assert server.proc is not None
-    results.server_unique_bytes = procs.unique_bytes(server.proc.pid)
+    platform = {server.proc.pid} | procs.descendants(server.proc.pid)
+    results.server_unique_bytes = sum(procs.unique_bytes(p) for p in platform - instance_trees)
 
 
 # ---- the report ------------------------------------------------------------------
@@ -325,8 +328,8 @@ def idle_memory(server: NimbusServer, results: Results) -> None:
 
 def tables(plan: Plan, r: Results, smoke: bool) -> list[Table]:
     env = Table("Environment", ["item", "value"], left=(0, 1))
-    for key, value in r.env.items():
-        env.add(key, value)
+    for item, value in r.env.items():
+        env.add(item, value)
     env.add("CPU steal", f"{r.steal_pct:.1f}% of CPU time during the run (hypervisor)")
     env.add("mode", "smoke" if smoke else "full")
 
@@ -366,44 +369,47 @@ def tables(plan: Plan, r: Results, smoke: bool) -> list[Table]:
                     f" errors, {res.all_rps:,.0f} responses/s in all"
                     + (f" (by status: {statuses})" if statuses else "")
                 )
-    warm.notes.insert(0, "req/s counts successful responses only; errors are listed below")
+    warm.notes.insert(
+        0,
+        "req/s counts successful responses only" + ("; errors:" if warm.notes else "; no errors"),
+    )
 
-    key = Table("Summary", ["figure", "value", "detail"], left=(0, 2))
+    summary = Table("Summary", ["figure", "value", "detail"], left=(0, 2))
     if 1 in plan.concurrencies:
         added = r.warm[("nimbus", 1)].p50_ms - r.warm[("baseline", 1)].p50_ms
-        key.add("added p50 at c=1", f"{added:.3f} ms", "nimbus p50 - baseline p50")
-    n = len(r.cold_client_ms)
-    key.add(
+        summary.add("added p50 at c=1", f"{added:.3f} ms", "nimbus p50 - baseline p50")
+    cold_n = len(r.cold_client_ms)
+    summary.add(
         "cold start, client p50",
         f"{ms(percentile(r.cold_client_ms, 50))} ms",
-        f"first invoke of a fresh function, end to end, n={n}",
+        f"first invoke of a fresh function, end to end, n={cold_n}",
     )
-    key.add("cold start, client p99", f"{ms(percentile(r.cold_client_ms, 99))} ms", "")
-    key.add(
+    summary.add("cold start, client p99", f"{ms(percentile(r.cold_client_ms, 99))} ms", "")
+    summary.add(
         "cold start, init_duration p50",
         f"{ms(percentile(r.cold_init_ms, 50))} ms",
         "init_duration_ms reported by Nimbus"
         + (f"; {r.cold_not_cold} calls were not cold" if r.cold_not_cold else ""),
     )
-    key.add("cold start, init_duration p99", f"{ms(percentile(r.cold_init_ms, 99))} ms", "")
+    summary.add("cold start, init_duration p99", f"{ms(percentile(r.cold_init_ms, 99))} ms", "")
     runs = ", ".join(f"{v:.0f}" for v in r.startup_ms)
-    key.add(
+    summary.add(
         "serve startup",
         f"{statistics.median(r.startup_ms):.0f} ms",
         f"spawn to /healthz 200, median of {len(r.startup_ms)} ({runs} ms)",
     )
     per_instance = r.idle_unique_bytes / max(1, r.idle_instances) / 2**20
-    key.add(
+    summary.add(
         "idle instance memory",
         f"{per_instance:.1f} MB",
         f"unique (Private_Clean+Private_Dirty), {r.idle_instances} idle instance(s)",
     )
-    key.add(
+    summary.add(
         "nimbus serve memory",
         f"{r.server_unique_bytes / 2**20:.1f} MB",
-        "unique, the server process alone, after deploy and warm-up",
+        "unique, the server and its helpers (zygote...) without instances, after warm-up",
     )
-    return [env, warm, key]
+    return [env, warm, summary]
 
 
 # ---- main --------------------------------------------------------------------------
@@ -416,7 +422,7 @@ def sigterm_as_exit() -> Iterator[None]:
     def raise_exit(signum: int, _frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
 
-    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         previous[sig] = signal.signal(sig, raise_exit)
     try:

@@ -31,7 +31,10 @@ class Settings:
     port: int = 8080
     data_dir: Path = Path(".nimbus")
     #: Preset admin API key; when empty, one is generated on first start.
-    admin_token: str = ""
+    admin_token: str = field(default="", repr=False)
+    #: Key that encrypts secret environment variables at rest: 32 bytes, base64. When
+    #: empty, ``<data_dir>/secret.key`` is used (created with mode 0600 on first start).
+    secret_key: str = field(default="", repr=False)
     #: Instance launcher: ``auto`` (namespaces, refusing to start without isolation),
     #: ``namespaces``, or ``process`` (plain child processes, no isolation: development only).
     sandbox: str = "auto"
@@ -59,6 +62,15 @@ class Settings:
     max_log_line_bytes: int = 16 * 1024
     #: Log lines kept per function (oldest dropped first).
     max_log_lines_per_function: int = 100_000
+    #: Quotas a new namespace gets when its creator does not set them (None: unlimited).
+    #: Functions in the namespace.
+    default_quota_max_functions: int | None = None
+    #: Total code package bytes of the namespace's functions.
+    default_quota_max_code_bytes: int | None = None
+    #: Instances of all the namespace's functions running at once.
+    default_quota_max_concurrent_instances: int | None = None
+    #: Invocations per second (token bucket, burst twice the rate).
+    default_quota_max_requests_per_s: float | None = None
     package_limits: PackageLimits = field(default_factory=PackageLimits)
 
     @property
@@ -114,10 +126,20 @@ class Settings:
         for name in ("max_instances", "max_queued"):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith("default_quota_") and value is not None and value <= 0:
+                raise InvalidSettingError(
+                    f"{f.name} must be positive (leave it unset for no limit), got {value}"
+                )
 
 
 def _parse(name: str, type_name: Any, raw: str) -> Any:
     kind = str(type_name)
+    if kind.endswith(" | None"):
+        if raw.strip().lower() in ("none", "unlimited"):
+            return None
+        kind = kind.removesuffix(" | None")
     try:
         if kind == "int":
             return int(raw)

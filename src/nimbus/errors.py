@@ -5,23 +5,38 @@ stable ``code`` (``Family.Reason``), an HTTP ``status`` and a message that says
 what to do. The gateway turns them into ``{"error": {"code", "message"}}``.
 
     NimbusError
-    ├── ValidationError            400  Request.Invalid
-    │   ├── InvalidNameError       400  Function.InvalidName
-    │   ├── InvalidSettingError    400  Function.InvalidSetting
-    │   ├── InvalidJSONError       400  Request.InvalidJSON
-    │   ├── UnsupportedMediaError  415  Request.UnsupportedMediaType
-    │   ├── InvalidPackageError    400  Code.InvalidPackage
-    │   ├── HandlerMissingError    400  Code.HandlerNotFound
-    │   └── UnknownRuntimeError    400  Function.UnknownRuntime
-    ├── AuthError                  401  Auth.Unauthorized
-    ├── ForbiddenError             403  Auth.Forbidden
-    ├── NotFoundError              404  Resource.NotFound
-    │   ├── FunctionNotFoundError  404  Function.NotFound
-    │   └── CodeNotFoundError      404  Code.NotFound
-    ├── ConflictError              409  Resource.Conflict
-    ├── PayloadTooLargeError       413  Request.PayloadTooLarge
-    ├── ThrottledError             429  Invocation.Throttled
-    └── UnavailableError           503  Platform.Unavailable
+    ├── ValidationError             400  Request.Invalid
+    │   ├── InvalidNameError        400  Function.InvalidName
+    │   │   └── InvalidNamespaceNameError 400  Namespace.InvalidName
+    │   ├── InvalidSettingError     400  Function.InvalidSetting
+    │   ├── InvalidJSONError        400  Request.InvalidJSON
+    │   ├── UnsupportedMediaError   415  Request.UnsupportedMediaType
+    │   ├── InvalidPackageError     400  Code.InvalidPackage
+    │   ├── HandlerMissingError     400  Code.HandlerNotFound
+    │   └── UnknownRuntimeError     400  Function.UnknownRuntime
+    ├── AuthError                   401  Auth.Unauthorized
+    ├── ForbiddenError              403  Auth.Forbidden
+    ├── NotFoundError               404  Resource.NotFound
+    │   ├── FunctionNotFoundError   404  Function.NotFound
+    │   ├── CodeNotFoundError       404  Code.NotFound
+    │   ├── NamespaceNotFoundError  404  Namespace.NotFound
+    │   └── KeyNotFoundError        404  Key.NotFound
+    ├── ConflictError               409  Resource.Conflict
+    │   ├── NamespaceExistsError    409  Namespace.AlreadyExists
+    │   ├── NamespaceNotEmptyError  409  Namespace.NotEmpty
+    │   ├── NamespaceProtectedError 409  Namespace.Protected
+    │   ├── LastAdminKeyError       409  Key.LastAdmin
+    │   ├── FunctionsQuotaError     409  Quota.FunctionsExceeded
+    │   └── CodeSizeQuotaError      409  Quota.CodeSizeExceeded
+    ├── PayloadTooLargeError        413  Request.PayloadTooLarge
+    ├── ThrottledError              429  Invocation.Throttled
+    │   ├── ConcurrencyQuotaError   429  Quota.ConcurrencyExceeded
+    │   └── RateQuotaError          429  Quota.RateExceeded
+    └── UnavailableError            503  Platform.Unavailable
+
+Calls in a namespace a key may not see answer as if it did not exist
+(``Function.NotFound``, ``Namespace.NotFound``), never 403: 403 only says the
+key's role does not allow the action in its own namespace.
 
 Function-side failures (the handler raised, timed out, crashed) are not
 exceptions at this boundary: they are results, see ``nimbus.domain.invocation``.
@@ -57,6 +72,10 @@ class ValidationError(NimbusError):
 
 class InvalidNameError(ValidationError):
     code = "Function.InvalidName"
+
+
+class InvalidNamespaceNameError(InvalidNameError):
+    code = "Namespace.InvalidName"
 
 
 class InvalidSettingError(ValidationError):
@@ -107,9 +126,45 @@ class CodeNotFoundError(NotFoundError):
     code = "Code.NotFound"
 
 
+class NamespaceNotFoundError(NotFoundError):
+    code = "Namespace.NotFound"
+
+
+class KeyNotFoundError(NotFoundError):
+    code = "Key.NotFound"
+
+
 class ConflictError(NimbusError):
     code = "Resource.Conflict"
     status = 409
+
+
+class NamespaceExistsError(ConflictError):
+    code = "Namespace.AlreadyExists"
+
+
+class NamespaceNotEmptyError(ConflictError):
+    code = "Namespace.NotEmpty"
+
+
+class NamespaceProtectedError(ConflictError):
+    code = "Namespace.Protected"
+
+
+class LastAdminKeyError(ConflictError):
+    code = "Key.LastAdmin"
+
+
+class FunctionsQuotaError(ConflictError):
+    """Creating one more function would exceed the namespace's ``max_functions``."""
+
+    code = "Quota.FunctionsExceeded"
+
+
+class CodeSizeQuotaError(ConflictError):
+    """The namespace's functions would hold more code than its ``max_code_bytes``."""
+
+    code = "Quota.CodeSizeExceeded"
 
 
 class PayloadTooLargeError(NimbusError):
@@ -126,6 +181,18 @@ class ThrottledError(NimbusError):
         self.retry_after_s = retry_after_s
 
 
+class ConcurrencyQuotaError(ThrottledError):
+    """The namespace runs ``max_concurrent_instances`` instances and none became free in time."""
+
+    code = "Quota.ConcurrencyExceeded"
+
+
+class RateQuotaError(ThrottledError):
+    """The namespace's ``max_requests_per_s`` token bucket is empty."""
+
+    code = "Quota.RateExceeded"
+
+
 class UnavailableError(NimbusError):
     code = "Platform.Unavailable"
     status = 503
@@ -135,6 +202,7 @@ class UnavailableError(NimbusError):
 ALL_ERRORS: tuple[type[NimbusError], ...] = (
     ValidationError,
     InvalidNameError,
+    InvalidNamespaceNameError,
     InvalidSettingError,
     InvalidJSONError,
     UnsupportedMediaError,
@@ -146,8 +214,18 @@ ALL_ERRORS: tuple[type[NimbusError], ...] = (
     NotFoundError,
     FunctionNotFoundError,
     CodeNotFoundError,
+    NamespaceNotFoundError,
+    KeyNotFoundError,
     ConflictError,
+    NamespaceExistsError,
+    NamespaceNotEmptyError,
+    NamespaceProtectedError,
+    LastAdminKeyError,
+    FunctionsQuotaError,
+    CodeSizeQuotaError,
     PayloadTooLargeError,
     ThrottledError,
+    ConcurrencyQuotaError,
+    RateQuotaError,
     UnavailableError,
 )

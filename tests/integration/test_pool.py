@@ -1,5 +1,10 @@
 """Instance pools against a real server: warm reuse, scale-out, throttling, keep-alive,
-drain on update, replacement of crashed instances."""
+drain on update, replacement of crashed instances.
+
+Instances are told apart by their id (``AWS_LAMBDA_LOG_STREAM_NAME``, which is also the
+name of their pidfile), so these tests hold for every sandbox backend, including those
+where the handler sees a pid of its own PID namespace.
+"""
 
 from __future__ import annotations
 
@@ -13,27 +18,30 @@ import httpx
 
 from tests.integration.harness import Server, instance_pids, wait_until
 
-# Module-level code runs once per instance: INITS counts it, PID names the process.
-# The event may ask the handler to drop a marker file (so the test knows the call is
-# running), sleep, or crash.
+# Module-level code runs once per instance: INITS counts it. With SLOW_INIT set the
+# import announces itself and takes a second. The event may ask the handler to announce
+# the call (a log line, so the test knows it runs), sleep, or crash.
 HANDLER = """
-import os, pathlib, time
-PID = os.getpid()
+import os, time
+INSTANCE = os.environ["AWS_LAMBDA_LOG_STREAM_NAME"]
 INITS = []
 INITS.append(1)
 SERVED = []
+if os.environ.get("SLOW_INIT"):
+    print("init-started", flush=True)
+    time.sleep(1)
 
 def handler(event, context):
     SERVED.append(1)
-    if event.get("mark"):
-        pathlib.Path(event["mark"]).write_text(str(PID))
+    if event.get("tag"):
+        print("started", event["tag"], flush=True)
     start = time.time()
     if event.get("sleep"):
         time.sleep(event["sleep"])
     if event.get("crash"):
         os._exit(3)
-    return {"pid": PID, "inits": len(INITS), "served": len(SERVED), "start": start,
-            "end": time.time(), "v": os.environ.get("V")}
+    return {"instance": INSTANCE, "inits": len(INITS), "served": len(SERVED),
+            "start": start, "end": time.time(), "v": os.environ.get("V")}
 """
 
 
@@ -44,6 +52,28 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _host_pid(srv: Server, instance: str) -> int:
+    """The host pid of a live instance, from the sandbox's pidfile."""
+    return int((srv.data_dir / "run" / "pids" / f"{instance}.pid").read_text().split()[0])
+
+
+def _live_instances(srv: Server) -> set[str]:
+    """Ids of the instances whose process is alive."""
+    live = set()
+    for f in (srv.data_dir / "run" / "pids").glob("*.pid"):
+        try:
+            pid = int(f.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if _alive(pid):
+            live.add(f.stem)
+    return live
+
+
+def _logged(srv: Server, name: str, message: str) -> bool:
+    return any(line["message"] == message for line in srv.logs(name))
 
 
 def _post(http: httpx.Client, name: str, event: dict[str, Any]) -> httpx.Response:
@@ -57,16 +87,17 @@ def test_cold_then_warm_on_the_same_instance(server: Server) -> None:
     assert first["status"] == "succeeded", first
     assert first["cold_start"] is True
     assert first["init_duration_ms"] is not None and first["init_duration_ms"] > 0
+    instance = first["result"]["instance"]
+    assert _alive(_host_pid(server, instance))
 
     second = server.invoke("pool-warm", {})
     assert second["status"] == "succeeded", second
     assert second["cold_start"] is False
     assert second["init_duration_ms"] is None
-    # Same process, module code ran once, and it has now served two calls.
-    assert second["result"]["pid"] == first["result"]["pid"]
+    # Same instance, its module code ran once, and it has now served two calls.
+    assert second["result"]["instance"] == instance
     assert second["result"]["inits"] == 1
     assert second["result"]["served"] == 2
-    assert instance_pids(server.data_dir) >= {first["result"]["pid"]}
 
 
 def test_scale_out_to_max_instances_one_call_each(server: Server) -> None:
@@ -77,16 +108,15 @@ def test_scale_out_to_max_instances_one_call_each(server: Server) -> None:
     assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
     bodies = [r.json() for r in responses]
     assert all(b["status"] == "succeeded" for b in bodies), bodies
-    pids = {b["result"]["pid"] for b in bodies}
-    assert len(pids) == 3, f"expected exactly max_instances=3 instances, got {pids}"
+    instances = {b["result"]["instance"] for b in bodies}
+    assert len(instances) == 3, f"expected exactly max_instances=3 instances, got {instances}"
     assert sum(b["cold_start"] for b in bodies) == 3
     # One call at a time per instance: the calls each instance served never overlap.
-    for pid in pids:
+    for instance in instances:
         spans = sorted((b["result"]["start"], b["result"]["end"])
-                       for b in bodies if b["result"]["pid"] == pid)
+                       for b in bodies if b["result"]["instance"] == instance)
         assert len(spans) == 2, spans
-        assert spans[0][1] <= spans[1][0], f"instance {pid} ran two calls at once: {spans}"
-
+        assert spans[0][1] <= spans[1][0], f"instance {instance} ran two calls at once: {spans}"
 
 
 def test_cap_holds_while_instances_are_launching(make_server: Any) -> None:
@@ -101,17 +131,18 @@ def test_cap_holds_while_instances_are_launching(make_server: Any) -> None:
             responses = list(ex.map(lambda _: _post(srv.http, "capped", {"sleep": 0.3}),
                                     range(12)))
         assert [r.status_code for r in responses] == [200] * 12, [r.text for r in responses]
-        pids = {r.json()["result"]["pid"] for r in responses}
-        assert len(pids) == 3, f"max_instances=3 but {len(pids)} instances served: {pids}"
+        instances = {r.json()["result"]["instance"] for r in responses}
+        assert len(instances) == 3, f"max_instances=3 but {len(instances)} served: {instances}"
     finally:
         srv.stop()
         srv.close()
+
 
 def test_throttled_when_queue_full_or_wait_too_long(make_server: Any) -> None:
     srv: Server = make_server(max_queued=1, queue_timeout_s=0.5)
     srv.deploy("slow", {"app.py": HANDLER}, max_instances=1, timeout_s=10)
     warm = srv.invoke("slow", {})  # the one instance exists and is idle
-    pid = warm["result"]["pid"]
+    instance = warm["result"]["instance"]
 
     with ThreadPoolExecutor(max_workers=4) as ex:
         futures = [ex.submit(_post, srv.http, "slow", {"sleep": 2}) for _ in range(4)]
@@ -121,13 +152,13 @@ def test_throttled_when_queue_full_or_wait_too_long(make_server: Any) -> None:
     # One call got the instance; one waited 0.5 s and gave up, the others found the
     # queue full. Nothing else (no 5xx, no second instance).
     assert len(ok) == 1 and len(throttled) == 3, [(r.status_code, r.text) for r in responses]
-    assert ok[0].json()["result"]["pid"] == pid
+    assert ok[0].json()["result"]["instance"] == instance
     for r in throttled:
         assert r.json()["error"]["code"] == "Invocation.Throttled", r.text
         assert int(r.headers["Retry-After"]) >= 1
     # The server keeps serving, on the same instance.
     after = srv.invoke("slow", {})
-    assert after["status"] == "succeeded" and after["result"]["pid"] == pid
+    assert after["status"] == "succeeded" and after["result"]["instance"] == instance
 
 
 def test_keepalive_releases_extras_then_the_last(make_server: Any) -> None:
@@ -136,16 +167,16 @@ def test_keepalive_releases_extras_then_the_last(make_server: Any) -> None:
     with ThreadPoolExecutor(max_workers=3) as ex:
         bodies = list(ex.map(lambda _: srv.invoke("burst", {"sleep": 0.5}), range(3)))
     burst_done = time.monotonic()
-    burst_pids = {b["result"]["pid"] for b in bodies}
-    assert len(burst_pids) == 3, bodies
+    burst = {b["result"]["instance"] for b in bodies}
+    assert len(burst) == 3, bodies
+    assert len(instance_pids(srv.data_dir)) == 3
 
     # Extras go after ~keepalive_s; one stays warm.
-    assert wait_until(lambda: len(instance_pids(srv.data_dir)) <= 1, timeout=5)
+    assert wait_until(lambda: len(_live_instances(srv)) <= 1, timeout=5)
     extras_gone = time.monotonic()
-    kept = instance_pids(srv.data_dir)
-    assert len(kept) == 1 and kept <= burst_pids, kept
-    (kept_pid,) = kept
-    assert all(not _alive(p) for p in burst_pids - kept)
+    kept = _live_instances(srv)
+    assert len(kept) == 1 and kept <= burst, kept
+    kept_pid = _host_pid(srv, next(iter(kept)))
 
     # The last one goes after ~last_keepalive_s, well after the extras.
     assert wait_until(lambda: not _alive(kept_pid), timeout=5)
@@ -157,32 +188,32 @@ def test_keepalive_releases_extras_then_the_last(make_server: Any) -> None:
     # Nothing is warm any more: the next call starts a new instance.
     again = srv.invoke("burst", {})
     assert again["cold_start"] is True
-    assert again["result"]["pid"] not in burst_pids
+    assert again["result"]["instance"] not in burst
 
 
-def test_warm_instance_survives_within_keepalive(make_server: Any) -> None:
+def test_last_instance_stays_warm_past_keepalive(make_server: Any) -> None:
     srv: Server = make_server(keepalive_s=0.3, last_keepalive_s=30)
     srv.deploy("steady", {"app.py": HANDLER})
     first = srv.invoke("steady", {})
+    pid = _host_pid(srv, first["result"]["instance"])
     # Idle well past keepalive_s: as the only instance it is kept until last_keepalive_s.
-    assert not wait_until(lambda: not _alive(first["result"]["pid"]), timeout=1.0)
+    assert not wait_until(lambda: not _alive(pid), timeout=1.0)
     second = srv.invoke("steady", {})
     assert second["cold_start"] is False
-    assert second["result"]["pid"] == first["result"]["pid"]
+    assert second["result"]["instance"] == first["result"]["instance"]
 
 
-def test_update_drains_old_instance_while_new_calls_use_new(server: Server,
-                                                          tmp_path: Path) -> None:
+def test_update_drains_old_instance_while_new_calls_use_new(server: Server) -> None:
     name = "pool-drain"
     server.deploy(name, {"app.py": HANDLER}, env={"V": "1"}, timeout_s=10)
     warm = server.invoke(name, {})
-    old_pid = warm["result"]["pid"]
+    old = warm["result"]["instance"]
+    old_pid = _host_pid(server, old)
     assert warm["result"]["v"] == "1"
 
-    mark = tmp_path / "long-started"
     with ThreadPoolExecutor(max_workers=1) as ex:
-        long_call = ex.submit(_post, server.http, name, {"sleep": 2, "mark": str(mark)})
-        assert wait_until(mark.exists, timeout=10), "the long call never started"
+        long_call = ex.submit(_post, server.http, name, {"sleep": 2, "tag": "long"})
+        assert wait_until(lambda: _logged(server, name, "started long"), timeout=10)
 
         r = server.http.patch(f"/v1/functions/{name}", json={"env": {"V": "2"}})
         assert r.status_code == 200, r.text
@@ -193,45 +224,39 @@ def test_update_drains_old_instance_while_new_calls_use_new(server: Server,
         assert not long_call.done(), "the new call waited for the old instance"
         assert new["status"] == "succeeded", new
         assert new["cold_start"] is True
-        assert new["result"]["pid"] != old_pid
+        assert new["result"]["instance"] != old
         assert new["result"]["v"] == "2"
 
         long = long_call.result(timeout=30)
     assert long.status_code == 200, long.text
     body = long.json()
     assert body["status"] == "succeeded", body
-    assert body["result"]["pid"] == old_pid and body["result"]["v"] == "1"
+    assert body["result"]["instance"] == old and body["result"]["v"] == "1"
 
     # Once its call is done the old instance is released; the new one stays warm.
     assert wait_until(lambda: not _alive(old_pid), timeout=5)
     again = server.invoke(name, {})
     assert again["cold_start"] is False
-    assert again["result"]["pid"] == new["result"]["pid"] and again["result"]["v"] == "2"
+    assert again["result"]["instance"] == new["result"]["instance"]
+    assert again["result"]["v"] == "2"
 
 
-
-def test_calls_waiting_during_an_update_run_on_the_new_revision(server: Server,
-                                                                tmp_path: Path) -> None:
+def test_calls_waiting_during_an_update_run_on_the_new_revision(server: Server) -> None:
     # A call waiting for its cold start when the function is updated.
-    init_mark = tmp_path / "init-started"
-    slow_init = ("import os, pathlib, time\n"
-                 "if os.environ.get('INIT_MARK'):\n"
-                 "    pathlib.Path(os.environ['INIT_MARK']).touch()\n"
-                 "    time.sleep(1)\n")
-    server.deploy("pool-requeue-cold", {"app.py": slow_init + HANDLER}, timeout_s=10,
-                  env={"V": "1", "INIT_MARK": str(init_mark)})
+    server.deploy("pool-requeue-cold", {"app.py": HANDLER}, timeout_s=10,
+                  env={"V": "1", "SLOW_INIT": "1"})
     # A call queued behind the only (busy) instance when the function is updated.
     server.deploy("pool-requeue-busy", {"app.py": HANDLER}, max_instances=1, timeout_s=10,
                   env={"V": "1"})
-    busy_pid = server.invoke("pool-requeue-busy", {})["result"]["pid"]
-    busy_mark = tmp_path / "busy-started"
+    busy = server.invoke("pool-requeue-busy", {})["result"]["instance"]
 
     with ThreadPoolExecutor(max_workers=3) as ex:
         cold = ex.submit(_post, server.http, "pool-requeue-cold", {})
-        long = ex.submit(_post, server.http, "pool-requeue-busy",
-                         {"sleep": 1.5, "mark": str(busy_mark)})
-        assert wait_until(init_mark.exists, timeout=10)
-        assert wait_until(busy_mark.exists, timeout=10)
+        long = ex.submit(_post, server.http, "pool-requeue-busy", {"sleep": 1.5, "tag": "long"})
+        assert wait_until(lambda: _logged(server, "pool-requeue-cold", "init-started"),
+                          timeout=10)
+        assert wait_until(lambda: _logged(server, "pool-requeue-busy", "started long"),
+                          timeout=10)
         queued = ex.submit(_post, server.http, "pool-requeue-busy", {})
         time.sleep(0.3)  # lets it queue; if it has not yet, it simply arrives after the update
         for name in ("pool-requeue-cold", "pool-requeue-busy"):
@@ -247,15 +272,17 @@ def test_calls_waiting_during_an_update_run_on_the_new_revision(server: Server,
     # the old instance.
     assert answers["cold"].json()["result"]["v"] == "2"
     assert answers["queued"].json()["result"]["v"] == "2"
-    assert answers["queued"].json()["result"]["pid"] != busy_pid
-    assert answers["long"].json()["result"] == {**answers["long"].json()["result"],
-                                                "pid": busy_pid, "v": "1"}
+    assert answers["queued"].json()["result"]["instance"] != busy
+    long_result = answers["long"].json()["result"]
+    assert long_result["instance"] == busy and long_result["v"] == "1"
+
 
 def test_crashed_instance_is_replaced(server: Server) -> None:
     name = "pool-crash"
     server.deploy(name, {"app.py": HANDLER})
     warm = server.invoke(name, {})
-    old_pid = warm["result"]["pid"]
+    old = warm["result"]["instance"]
+    old_pid = _host_pid(server, old)
 
     crashed = server.invoke(name, {"crash": True})
     assert crashed["status"] == "failed", crashed
@@ -267,5 +294,5 @@ def test_crashed_instance_is_replaced(server: Server) -> None:
     after = server.invoke(name, {})
     assert after["status"] == "succeeded", after
     assert after["cold_start"] is True
-    assert after["result"]["pid"] != old_pid
+    assert after["result"]["instance"] != old
     assert after["result"]["inits"] == 1 and after["result"]["served"] == 1

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from nimbus.errors import InvalidNameError, InvalidSettingError
+from nimbus.errors import FunctionNotFoundError, InvalidNameError, InvalidSettingError
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -36,6 +36,8 @@ class FunctionConfig:
     env: dict[str, str] = field(default_factory=dict)
     description: str = ""
     max_instances: int | None = None
+    #: Set in instances like ``env``; encrypted at rest and never shown by the API.
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     revision: int = 1
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -50,12 +52,23 @@ class FunctionConfig:
         return (self.namespace, self.name, self.revision)
 
 
-def validate_name(name: str, what: str = "function name") -> str:
+def validate_name(
+    name: str, what: str = "function name", error: type[InvalidNameError] = InvalidNameError
+) -> str:
     if not NAME_RE.match(name):
-        raise InvalidNameError(
+        raise error(
             f"invalid {what} {name!r}: use 1-64 letters, digits, '-' or '_', starting with a letter"
         )
     return name
+
+
+def function_not_found(name: str) -> FunctionNotFoundError:
+    """The one answer for a function the caller cannot see, whether or not it exists
+    elsewhere: every route uses it, so the body reveals nothing."""
+    return FunctionNotFoundError(
+        f"function {name!r} does not exist; check the name with `nimbus list` "
+        "or create it with `nimbus deploy`"
+    )
 
 
 def validate_settings(
@@ -65,6 +78,7 @@ def validate_settings(
     env: dict[str, str],
     description: str,
     max_instances: int | None,
+    secret_env: dict[str, str] | None = None,
 ) -> None:
     """Raise :class:`InvalidSettingError` naming the first setting out of range."""
     lo, hi = MEMORY_MB_RANGE
@@ -81,21 +95,34 @@ def validate_settings(
             )
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise InvalidSettingError(f"description is longer than {MAX_DESCRIPTION_CHARS} characters")
+    secret_env = secret_env or {}
+    both = sorted(set(env) & set(secret_env))
+    if both:
+        raise InvalidSettingError(
+            f"{', '.join(both)} set both in env and in secret_env; keep each name in one of them"
+        )
+    size = _check_env(env, "environment variable") + _check_env(secret_env, "secret variable")
+    if size > MAX_ENV_BYTES:
+        raise InvalidSettingError(
+            f"environment variables (env and secret_env together) take {size} bytes; "
+            f"the limit is {MAX_ENV_BYTES}"
+        )
+
+
+def _check_env(env: dict[str, str], what: str) -> int:
+    """Check names and values; return their size in bytes."""
     size = 0
     for key, value in env.items():
         if not ENV_KEY_RE.match(key):
             raise InvalidSettingError(
-                f"environment variable name {key!r} is invalid: use letters, digits and '_', "
+                f"{what} name {key!r} is invalid: use letters, digits and '_', "
                 "not starting with a digit"
             )
         if key.startswith(RESERVED_ENV_PREFIXES):
             raise InvalidSettingError(
-                f"environment variable {key!r} is reserved by the platform; choose another name"
+                f"{what} {key!r} is reserved by the platform; choose another name"
             )
         if "\x00" in value:
-            raise InvalidSettingError(f"environment variable {key!r} contains a NUL byte")
+            raise InvalidSettingError(f"{what} {key!r} contains a NUL byte")
         size += len(key.encode()) + len(value.encode())
-    if size > MAX_ENV_BYTES:
-        raise InvalidSettingError(
-            f"environment variables take {size} bytes; the limit is {MAX_ENV_BYTES}"
-        )
+    return size

@@ -114,7 +114,7 @@ class _Zygote:
         self._exits: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ready: asyncio.Future[dict[str, Any]] | None = None
 
-    async def start(self, seccomp_hex: str) -> None:
+    async def start(self, seccomp_hex: str, root_dir: Path) -> None:
         loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -136,6 +136,9 @@ class _Zygote:
                     "seccomp": seccomp_hex,
                     "bootstrap": str(BOOTSTRAP) if self.python_mode else None,
                     "preload": PRELOAD if self.python_mode else (),
+                    "root_dir": str(root_dir),
+                    "ro_binds": [*SYSTEM_DIRS, str(self.interpreter.resolve().parent.parent)],
+                    "etc_files": list(ETC_FILES),
                 }
             ).encode()
         )
@@ -287,6 +290,7 @@ class NamespaceSandbox:
         if layout is None:
             raise SandboxError("no usable cgroup hierarchy")
         self._cgroups = cg.Cgroups(cgroup_parent, layout)
+        self._fast_migrations = cg.favor_dynamic_migrations(layout)
         self._pidfiles = PidFiles(run_dir)
         self._root_dir = run_dir / "sandbox-root"
         self._root_dir.mkdir(parents=True, exist_ok=True)
@@ -300,9 +304,15 @@ class NamespaceSandbox:
         self._counter = itertools.count()
 
     def describe(self) -> str:
+        tuning = (
+            "cgroup moves tuned (favordynmods)"
+            if self._fast_migrations
+            else "cgroup moves NOT tuned: cold starts pay ~15 ms more (kernel without favordynmods)"
+        )
         return (
             "sandbox: namespaces (default on Linux) - each instance gets its own mount, PID, "
-            "network, IPC and UTS namespaces, a read-only root, cgroup limits and seccomp"
+            "network, IPC and UTS namespaces, a read-only root, cgroup limits and seccomp; "
+            + tuning
         )
 
     def view(self, code_dir: Path, runtime_socket: Path) -> InstanceView:
@@ -328,7 +338,7 @@ class NamespaceSandbox:
 
     async def _start_zygote(self, interpreter: Path, python_mode: bool) -> _Zygote:
         zygote = _Zygote(interpreter, python_mode)
-        await zygote.start(self._seccomp_hex)
+        await zygote.start(self._seccomp_hex, self._root_dir)
         self._zygotes[(interpreter, python_mode)] = zygote
         return zygote
 
@@ -361,7 +371,6 @@ class NamespaceSandbox:
         os.chown(spec.runtime_socket, uid, uid)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        prefixes = sorted({str(Path(p).resolve().parent.parent) for p in (interpreter,)})
         request = {
             "op": "spawn",
             "id": spec.instance_id,
@@ -370,9 +379,6 @@ class NamespaceSandbox:
             "env": spec.env,
             "code_dir": str(spec.code_dir),
             "socket": str(spec.runtime_socket),
-            "root_dir": str(self._root_dir),
-            "ro_binds": [*SYSTEM_DIRS, *prefixes],
-            "etc_files": list(ETC_FILES),
             "uid": uid,
             "gid": uid,
             "tmp_mb": spec.tmp_mb,

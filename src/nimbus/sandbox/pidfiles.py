@@ -42,7 +42,11 @@ class PidFiles:
             except (OSError, ValueError):
                 pidfile.unlink(missing_ok=True)
                 continue
-            if started and start_time(pid) == started:
+            # Same pid and start time: the process we started. A group leader that is gone
+            # (it exits when its Runtime API does, and init reaps it) may leave its group
+            # behind; a pgid is not reused while its group exists.
+            now_started = start_time(pid)
+            if started and (now_started == started or (group and now_started is None)):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     if group:
                         os.killpg(pid, signal.SIGKILL)

@@ -13,21 +13,26 @@ SCM_RIGHTS. Platform → zygote: ``init`` (once), ``spawn``. Zygote → platform
 ``ready``, ``spawned`` (host pid of the sandbox init), ``failed``, ``exited``
 (raw wait status of the runtime process).
 
+At start the zygote enters a mount namespace of its own and builds a
+*template root* once: a read-only tmpfs holding read-only binds of the system
+directories, the runtime's Python install, a few /etc files and /dev nodes.
+
 Process tree of one instance, and what each step does::
 
-    zygote ─fork─► A: join cgroups, stdio, unshare(mnt|pid|net|ipc|uts|cgroup)
-                      └─fork─► B = PID 1 of the new PID namespace:
-                               private mounts, read-only root (pivot_root),
-                               /proc, /dev, /tmp (tmpfs with a size cap),
-                               hostname, loopback up; reaps orphans; relays
-                               127.0.0.1:9001 to the Runtime API socket
-                               └─fork─► C: drop to an unprivileged uid, no
-                                        new privileges, seccomp, then run the
-                                        Python runtime in-process or exec
-                                        the custom bootstrap
-    A reports B's pid and exits at once; the zygote (a child subreaper)
-    adopts B and reaps it. When C ends, B writes C's wait status to a pipe
-    and exits; the kernel then kills whatever else ran in the namespace.
+    zygote: unshare(pid) ─fork─► B = PID 1 of a new PID namespace; the zygote
+            setns()es back to its own PID namespace for the next fork.
+    B: join cgroups, stdio, unshare(mnt|net|ipc|uts|cgroup) (the new mount
+       namespace starts as a copy of the zygote's, template included), mount
+       its code at /var/task, its Runtime API socket, a size-capped /tmp,
+       /dev/shm and /proc into the template, pivot_root into it, hostname,
+       loopback up. Then:
+       - Python: drop to an unprivileged uid, no new privileges, seccomp, and
+         run the already imported runtime in-process (one fork per instance);
+       - custom: fork C, which drops privileges likewise and execs the
+         bootstrap, while B stays as init: reaps orphans, relays
+         127.0.0.1:9001 to the Runtime API socket, and reports C's wait
+         status through a pipe when C ends.
+    When B ends the kernel kills whatever else ran in its PID namespace.
 """
 
 from __future__ import annotations
@@ -118,41 +123,25 @@ def _write(root: str, path: str, content: str) -> None:
         f.write(content)
 
 
-def _setup_root(req: dict) -> None:
-    root = req["root_dir"]
+def build_template(init: dict) -> None:
+    """In the zygote's own mount namespace: the read-only root every instance starts from."""
+    root = init["root_dir"]
+    _check(_libc.unshare(CLONE_NEWNS), "unshare mount namespace")
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=755")
-    for host in req["ro_binds"]:
+    for host in [*init["ro_binds"], *init["etc_files"]]:
         if os.path.lexists(host):
             _bind(host, root, host)
-    for host in req["etc_files"]:
-        if os.path.exists(host):
-            _bind(host, root, host)
-    uid, gid = req["uid"], req["gid"]
-    _write(
-        root,
-        "/etc/passwd",
-        f"root:x:0:0:root:/root:/usr/sbin/nologin\nsbx_user:x:{uid}:{gid}::/tmp:/usr/sbin/nologin\n",
-    )
-    _write(root, "/etc/group", f"root:x:0:\nsbx_user:x:{gid}:\n")
+    _write(root, "/etc/passwd", "root:x:0:0:root:/root:/usr/sbin/nologin\n")
+    _write(root, "/etc/group", "root:x:0:\n")
     _write(root, "/etc/hosts", "127.0.0.1 localhost nimbus\n::1 localhost\n")
     _write(root, "/etc/hostname", "nimbus\n")
-    _bind(req["code_dir"], root, "/var/task")
-    _bind(req["socket"], root, SOCKET_IN_SANDBOX, writable=True)
-    os.makedirs(root + "/tmp")
-    mount(
-        "tmpfs",
-        root + "/tmp",
-        "tmpfs",
-        MS_NOSUID | MS_NODEV,
-        f"size={int(req['tmp_mb'])}m,mode=1777",
-    )
-    os.makedirs(root + "/dev")
-    mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
+    for path in ("/var/task", "/tmp", "/proc", "/dev/shm", "/run/nimbus"):
+        os.makedirs(root + path)
+    with open(root + SOCKET_IN_SANDBOX, "wb"):
+        pass
     for dev in ("null", "zero", "full", "random", "urandom"):
         _bind("/dev/" + dev, root, "/dev/" + dev, writable=True)
-    os.makedirs(root + "/dev/shm")
-    mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
     for name, target in (
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -160,13 +149,36 @@ def _setup_root(req: dict) -> None:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, root + "/dev/" + name)
-    os.makedirs(root + "/proc")
+    mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    STATE["root"] = root
+
+
+def _enter_sandbox(req: dict) -> None:
+    """In B: own namespaces, this instance's mounts on the template, pivot into it."""
+    for path in req["cgroup_procs"]:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+    _check(
+        _libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP),
+        "unshare",
+    )
+    root = STATE["root"]
+    mount(req["code_dir"], root + "/var/task", None, MS_BIND | MS_REC)
+    mount(None, root + "/var/task", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    mount(req["socket"], root + SOCKET_IN_SANDBOX, None, MS_BIND)
+    mount(
+        "tmpfs",
+        root + "/tmp",
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        f"size={int(req['tmp_mb'])}m,mode=1777",
+    )
+    mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
     mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     os.chdir(root)
     _check(_libc.syscall(SYS_PIVOT_ROOT[os.uname().machine], b".", b"."), "pivot_root")
     _check(_libc.umount2(b".", MNT_DETACH), "umount old root")
     os.chdir("/")
-    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _check(_libc.sethostname(b"nimbus", 6), "sethostname")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING
@@ -188,7 +200,6 @@ def _run_runtime(req: dict) -> None:
             os.execve(req["argv"][0], req["argv"], env)
         if "random" in sys.modules:  # never share a random state between instances
             sys.modules["random"].seed()
-        gc.unfreeze()
         bootstrap = STATE["bootstrap"]
         sys.argv = ["bootstrap"]
         bootstrap.main()
@@ -204,14 +215,7 @@ def _run_runtime(req: dict) -> None:
 
 
 def _init(req: dict, status_w: int) -> None:
-    """B: PID 1 of the sandbox. Sets it up, starts C, reaps, relays TCP. Never returns."""
-    try:
-        _setup_root(req)
-    except BaseException as exc:
-        message = f"nimbus sandbox: set-up failed: {exc}"
-        os.write(2, (message + "\n").encode())
-        os.write(status_w, ("error " + message).encode())
-        os._exit(126)
+    """B for custom runtimes: PID 1 that starts C, reaps, relays TCP. Never returns."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     os.set_blocking(wake_r, False)
@@ -287,67 +291,60 @@ def _init(req: dict, status_w: int) -> None:
 
 
 # ---- the fork server -----------------------------------------------------------
+def _instance(req: dict, out_fd: int, err_fd: int, status_w: int) -> None:
+    """B, PID 1 of the new PID namespace. Never returns."""
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        # Nothing of the zygote (its socket, other instances' pipes) stays open in here.
+        os.closerange(3, status_w)
+        os.closerange(status_w + 1, 1 << 16)
+        _enter_sandbox(req)
+    except BaseException as exc:
+        message = f"nimbus sandbox: set-up failed: {exc}"
+        os.write(2, (message + "\n").encode())
+        os.write(status_w, ("error " + message).encode())
+        os._exit(126)
+    if req["mode"] == "python":
+        os.close(status_w)
+        _run_runtime(req)
+    _init(req, status_w)
+
+
 def _spawn(req: dict, fds: list[int]) -> dict:
     out_fd, err_fd = fds
-    pid_r, pid_w = os.pipe()
     status_r, status_w = os.pipe()
-    a = os.fork()
-    if a == 0:
+    try:
+        # The next child starts a new PID namespace as its PID 1; then the zygote
+        # returns to its own, so every instance gets a namespace of its own.
+        _check(_libc.unshare(CLONE_NEWPID), "unshare pid namespace")
         try:
-            signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
-                signal.signal(sig, signal.SIG_DFL)
-            os.close(STATE["ctl_fd"])
-            os.close(pid_r)
-            os.close(status_r)
-            for path in req["cgroup_procs"]:
-                with open(path, "w") as f:
-                    f.write(str(os.getpid()))
-            null = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(out_fd, 1)
-            os.dup2(err_fd, 2)
-            for fd in (null, out_fd, err_fd):
-                os.close(fd)
-            _check(
-                _libc.unshare(
-                    CLONE_NEWNS
-                    | CLONE_NEWPID
-                    | CLONE_NEWNET
-                    | CLONE_NEWIPC
-                    | CLONE_NEWUTS
-                    | CLONE_NEWCGROUP
-                ),
-                "unshare",
-            )
-            b = os.fork()
-            if b == 0:
-                os.close(pid_w)
-                _init(req, status_w)
-            os.write(pid_w, str(b).encode())
-            os._exit(0)
-        except BaseException as exc:
-            os.write(pid_w, f"error {exc}".encode())
-            os._exit(1)
-    os.close(pid_w)
-    os.close(status_w)
-    os.close(out_fd)
-    os.close(err_fd)
-    chunks = []
-    while True:
-        chunk = os.read(pid_r, 4096)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(pid_r)
-    answer = b"".join(chunks).decode()
-    if not answer or answer.startswith("error"):
+            pid = os.fork()
+        finally:
+            if pid_is_parent():
+                _check(_libc.setns(STATE["pidns_fd"], CLONE_NEWPID), "setns pid namespace")
+        if pid == 0:
+            _instance(req, out_fd, err_fd, status_w)
+    except OSError as exc:
         os.close(status_r)
-        return {"op": "failed", "id": req["id"], "error": answer[6:] or "fork failed"}
-    pid = int(answer)
+        return {"op": "failed", "id": req["id"], "error": str(exc)}
+    finally:
+        if pid_is_parent():
+            for fd in (out_fd, err_fd, status_w):
+                os.close(fd)
     os.set_blocking(status_r, False)
     STATE.setdefault("children", {})[pid] = (req["id"], status_r)
     return {"op": "spawned", "id": req["id"], "pid": pid}
+
+
+def pid_is_parent() -> bool:
+    """True in the zygote itself (a forked instance sees a different pid)."""
+    return os.getpid() == STATE["pid"]
 
 
 def _reap(ctl: socket.socket) -> None:
@@ -361,7 +358,7 @@ def _reap(ctl: socket.socket) -> None:
             return
         entry = children.pop(pid, None)
         if entry is None:
-            continue  # an A process, done after reporting its child
+            continue  # not an instance (nothing else is forked today)
         instance_id, status_r = entry
         note = ""
         with contextlib.suppress(BlockingIOError, OSError):
@@ -386,6 +383,9 @@ def main() -> None:
     ctl = socket.socket(fileno=STATE["ctl_fd"])
     init = json.loads(ctl.recv(1 << 20))
     STATE["seccomp"] = bytes.fromhex(init["seccomp"])
+    STATE["pid"] = os.getpid()
+    STATE["pidns_fd"] = os.open("/proc/self/ns/pid", os.O_RDONLY)
+    build_template(init)
     if init.get("bootstrap"):
         import importlib.util
 
