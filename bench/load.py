@@ -3,7 +3,7 @@
 A generated Lua script sets the method, body and headers, and its ``done()``
 hook prints one machine-readable line (exact percentiles from wrk's HDR
 histogram, request count, error counters), so nothing depends on the layout
-of wrk's human report. That report (``--latency``) is kept for the log.
+of wrk's human report; that report (``--latency``) is kept in ``LoadResult.output``.
 """
 
 from __future__ import annotations

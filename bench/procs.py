@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -156,8 +157,39 @@ def unique_bytes(pid: int) -> int:
     return total_kb * 1024
 
 
-def cpu_steal() -> tuple[int, int]:
-    """(steal, total) jiffies from /proc/stat, for the steal share over an interval."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in fields[:8]]
-    return values[7], sum(values)
+@dataclass(frozen=True)
+class CpuSample:
+    """Machine-wide CPU seconds (all CPUs) from /proc/stat, and this process tree's own."""
+
+    busy_s: float  # user + nice + system + irq + softirq
+    steal_s: float
+    total_s: float
+    #: This process and its reaped children (os.times), so every child once stopped.
+    ours_s: float
+
+    @classmethod
+    def now(cls) -> CpuSample:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+        tick = os.sysconf("SC_CLK_TCK")
+        t = os.times()
+        return cls(
+            busy_s=(user + nice + system + irq + softirq) / tick,
+            steal_s=steal / tick,
+            total_s=sum(fields) / tick,
+            ours_s=t.user + t.system + t.children_user + t.children_system,
+        )
+
+
+def cpu_shares(before: CpuSample, after: CpuSample) -> tuple[float, float]:
+    """(steal %, other %) of the machine's CPU time between two samples.
+
+    "Other" is CPU time spent by processes outside this benchmark's tree (another
+    test suite, a build): busy time minus ours. Exact once every child was reaped.
+    """
+    total = after.total_s - before.total_s
+    if total <= 0:
+        return 0.0, 0.0
+    steal = after.steal_s - before.steal_s
+    other = (after.busy_s - before.busy_s) - (after.ours_s - before.ours_s)
+    return 100 * steal / total, max(0.0, 100 * other / total)

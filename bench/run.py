@@ -78,6 +78,7 @@ class Results:
     idle_unique_bytes: int = 0
     server_unique_bytes: int = 0
     steal_pct: float = float("nan")
+    other_pct: float = float("nan")
 
 
 def log(message: str) -> None:
@@ -331,6 +332,10 @@ def tables(plan: Plan, r: Results, smoke: bool) -> list[Table]:
     for item, value in r.env.items():
         env.add(item, value)
     env.add("CPU steal", f"{r.steal_pct:.1f}% of CPU time during the run (hypervisor)")
+    env.add(
+        "other load",
+        f"{r.other_pct:.1f}% of CPU time during the run went to processes outside the benchmark",
+    )
     env.add("mode", "smoke" if smoke else "full")
 
     warm = Table(
@@ -434,7 +439,6 @@ def sigterm_as_exit() -> Iterator[None]:
 
 def bench(args: argparse.Namespace, plan: Plan, children: procs.Children, work: Path) -> Results:
     results = Results()
-    steal0 = procs.cpu_steal()
     try:
         load.wrk_path()  # fail before starting anything when wrk is missing
     except RuntimeError as exc:
@@ -469,10 +473,6 @@ def bench(args: argparse.Namespace, plan: Plan, children: procs.Children, work: 
     results.warm = warm_load(children, work, plan, baseline_url, server.url)
     cold_starts(server, plan, sha256, results)
     server.stop()
-
-    steal1 = procs.cpu_steal()
-    total = steal1[1] - steal0[1]
-    results.steal_pct = 100 * (steal1[0] - steal0[0]) / total if total else 0.0
     return results
 
 
@@ -498,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = dataclasses.replace(plan, cold_n=max(1, args.cold_n))
 
     children = procs.Children()
+    cpu_before = procs.CpuSample.now()
     with sigterm_as_exit(), tempfile.TemporaryDirectory(prefix="nimbus-bench-") as tmp:
         try:
             results = bench(args, plan, children, Path(tmp))
@@ -519,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             for data_dir in Path(tmp).glob("data-*"):
                 procs.kill_instances(data_dir)
 
+    results.steal_pct, results.other_pct = procs.cpu_shares(cpu_before, procs.CpuSample.now())
     out = tables(plan, results, args.smoke)
     print()
     print(report.render_text(out), flush=True)
