@@ -35,17 +35,26 @@ _D = TypeVar("_D", bound="DataclassInstance")
 
 __all__ = [
     "ApiError",
+    "ApiKey",
+    "AuditEntry",
     "CodeUpload",
     "Function",
     "FunctionError",
     "FunctionSpec",
     "Invocation",
     "LogLine",
+    "Namespace",
+    "NamespaceUsage",
+    "NewApiKey",
     "NimbusClient",
     "NimbusClientError",
     "NimbusUnreachableError",
+    "Quotas",
     "Runtime",
 ]
+
+#: Header naming the namespace a call acts in (admin keys; other keys use their own).
+NAMESPACE_HEADER = "X-Nimbus-Namespace"
 
 #: Upload chunk size; progress callbacks fire once per chunk.
 UPLOAD_CHUNK_BYTES = 64 * 1024
@@ -101,6 +110,8 @@ class FunctionSpec:
     env: dict[str, str] | None = None
     description: str | None = None
     max_instances: int | None = None
+    #: Stored encrypted; never returned (see ``Function.secret_env_keys``).
+    secret_env: dict[str, str] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The request body: unset optional fields are left out (server defaults apply)."""
@@ -123,6 +134,74 @@ class Function:
     revision: int
     created_at: str
     updated_at: str
+    #: Names of its secret environment variables (their values are never returned).
+    secret_env_keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """A namespace's limits; None means unlimited."""
+
+    max_functions: int | None = None
+    max_code_bytes: int | None = None
+    max_concurrent_instances: int | None = None
+    max_requests_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class NamespaceUsage:
+    functions: int
+    code_bytes: int
+    instances: int
+
+
+@dataclass(frozen=True)
+class Namespace:
+    name: str
+    created_at: str | None
+    quotas: Quotas
+    usage: NamespaceUsage | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Namespace:
+        usage = data.get("usage")
+        return cls(
+            name=str(data["name"]),
+            created_at=data.get("created_at"),
+            quotas=_load(Quotas, data.get("quotas") or {}),
+            usage=_load(NamespaceUsage, usage) if isinstance(usage, dict) else None,
+        )
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An API key as listed: never its secret."""
+
+    id: str
+    namespace: str
+    role: str
+    name: str
+    created_at: str | None
+
+
+@dataclass(frozen=True)
+class NewApiKey(ApiKey):
+    """A key just created: ``secret`` is the key itself, shown only this once."""
+
+    secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts: str
+    key_id: str
+    key_name: str
+    role: str
+    namespace: str
+    action: str
+    target: str
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -178,20 +257,28 @@ class LogLine:
 
 
 class NimbusClient:
-    """One connection pool to one Nimbus server, authenticated with one API key."""
+    """One connection pool to one Nimbus server, authenticated with one API key.
+
+    ``namespace`` sends ``X-Nimbus-Namespace`` with every call: the namespace an
+    admin key acts in (other keys act in their own and may leave it out).
+    """
 
     def __init__(
         self,
         base_url: str,
         token: str | None = None,
         *,
+        namespace: str | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout_s: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.namespace = namespace
         headers = {"User-Agent": f"nimbus-client/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if namespace:
+            headers[NAMESPACE_HEADER] = namespace
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
@@ -319,6 +406,68 @@ class NimbusClient:
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from exc
 
+    # -- namespaces (admin; a developer may read its own) ------------------------
+
+    def create_namespace(self, name: str, **quotas: int | float | None) -> Namespace:
+        """Create a namespace; quotas not given take the server's defaults (None: unlimited)."""
+        return Namespace.from_json(
+            self._json("POST", "/v1/namespaces", json={"name": name, **quotas})
+        )
+
+    def list_namespaces(self) -> list[Namespace]:
+        data = self._json("GET", "/v1/namespaces")
+        return [Namespace.from_json(n) for n in data["namespaces"]]
+
+    def get_namespace(self, name: str) -> Namespace:
+        return Namespace.from_json(self._json("GET", _namespace_path(name)))
+
+    def update_namespace(self, name: str, **quotas: int | float | None) -> Namespace:
+        """Change the quotas given; None makes one unlimited."""
+        return Namespace.from_json(self._json("PATCH", _namespace_path(name), json=quotas))
+
+    def delete_namespace(self, name: str) -> None:
+        self._request("DELETE", _namespace_path(name))
+
+    # -- API keys -----------------------------------------------------------------
+
+    def create_key(self, *, role: str, name: str, namespace: str | None = None) -> NewApiKey:
+        """Issue a key (in ``namespace``, else the one this client acts in)."""
+        body: dict[str, Any] = {"role": role, "name": name}
+        if namespace is not None:
+            body["namespace"] = namespace
+        return _load(NewApiKey, self._json("POST", "/v1/keys", json=body))
+
+    def list_keys(self, namespace: str | None = None) -> list[ApiKey]:
+        params = {"namespace": namespace} if namespace is not None else None
+        data = self._json("GET", "/v1/keys", params=params)
+        return [_load(ApiKey, k) for k in data["keys"]]
+
+    def revoke_key(self, key_id: str) -> None:
+        self._request("DELETE", "/v1/keys/" + quote(key_id, safe=""))
+
+    # -- audit (admin) ------------------------------------------------------------
+
+    def audit(
+        self,
+        *,
+        namespace: str | None = None,
+        action: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        """Audit entries, newest first."""
+        params: dict[str, str] = {}
+        if namespace is not None:
+            params["namespace"] = namespace
+        if action is not None:
+            params["action"] = action
+        if since is not None:
+            params["since"] = repr(float(since))
+        if limit is not None:
+            params["limit"] = str(limit)
+        data = self._json("GET", "/v1/audit", params=params)
+        return [_load(AuditEntry, e) for e in data["entries"]]
+
     # -- plumbing ---------------------------------------------------------------
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -362,6 +511,10 @@ def _load(cls: type[_D], data: Mapping[str, Any]) -> _D:
 
 def _function_path(name: str) -> str:
     return "/v1/functions/" + quote(name, safe="")
+
+
+def _namespace_path(name: str) -> str:
+    return "/v1/namespaces/" + quote(name, safe="")
 
 
 def _log_params(request_id: str | None, since: float | None, limit: int | None) -> dict[str, str]:

@@ -5,6 +5,8 @@ Resolution, for the URL and the key separately: the command's ``--url`` /
 (``nimbus --url ... list``), else ``NIMBUS_URL`` / ``NIMBUS_TOKEN``, else the
 config file written by ``nimbus login``. The URL finally defaults to
 ``http://127.0.0.1:8080``; a missing key is a usage error (exit code 2).
+The namespace (``nimbus --namespace NS ...``, else ``NIMBUS_NAMESPACE``) is
+sent as ``X-Nimbus-Namespace``; without it the server picks the key's own.
 
 Every command gets its client from :func:`make_client`, the one place tests
 replace to talk to an ``httpx.MockTransport``.
@@ -12,15 +14,18 @@ replace to talk to an ``httpx.MockTransport``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from nimbus.client import NimbusClient
 
@@ -46,6 +51,18 @@ TokenOption = Annotated[
 ]
 
 
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        envvar="NIMBUS_NAMESPACE",
+        help="Namespace to act in (admin keys; other keys always act in their own). "
+        "Else NIMBUS_NAMESPACE.",
+        show_default=False,
+    ),
+]
+
+
 class CliError(Exception):
     """A problem reported as ``error: <message>`` with ``exit_code`` (2: usage, 1: failure)."""
 
@@ -61,10 +78,11 @@ def fail(message: str, exit_code: int = 2) -> NoReturn:
 
 @dataclass(frozen=True)
 class GlobalOptions:
-    """``--url`` / ``--token`` given before the command name."""
+    """``--url`` / ``--token`` / ``--namespace`` given before the command name."""
 
     url: str | None = None
     token: str | None = None
+    namespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,8 @@ class Target:
     url: str
     token: str | None
     source: str = "flag"
+    #: Sent as X-Nimbus-Namespace when set.
+    namespace: str | None = None
 
 
 # -- config file ---------------------------------------------------------------
@@ -139,13 +159,21 @@ def resolve_target(url: str | None, token: str | None, env: Mapping[str, str]) -
 
 def make_client(target: Target) -> NimbusClient:
     """The factory every command uses; tests monkeypatch it."""
-    return NimbusClient(target.url, target.token)
+    return NimbusClient(target.url, target.token, namespace=target.namespace)
 
 
 def client_from(ctx: typer.Context, url: str | None, token: str | None) -> NimbusClient:
-    """A client for the server and key a command resolved to."""
-    options = ctx.obj if isinstance(ctx.obj, GlobalOptions) else GlobalOptions()
-    return make_client(resolve_target(url or options.url, token or options.token, os.environ))
+    """A client for the server, key and namespace a command resolved to."""
+    options = global_options(ctx)
+    target = resolve_target(url or options.url, token or options.token, os.environ)
+    return make_client(dataclasses.replace(target, namespace=options.namespace))
+
+
+def global_options(ctx: typer.Context) -> GlobalOptions:
+    """The options given before the command (found on the root context)."""
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, GlobalOptions) else ctx.obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
 
 
 # -- output --------------------------------------------------------------------
@@ -165,3 +193,11 @@ def stderr_console() -> Console:
 def echo_json(value: Any) -> None:
     """Pretty JSON on stdout, never wrapped or styled (it is meant for pipes)."""
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A plain table on stdout; cells are literal text, never rich markup."""
+    table = Table(*columns, box=None, header_style="bold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    stdout_console().print(table)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich import progress as bar
-from rich.table import Table
-from rich.text import Text
 
 from nimbus.cli.context import (
     TokenOption,
@@ -18,8 +15,8 @@ from nimbus.cli.context import (
     client_from,
     echo_json,
     fail,
+    print_table,
     stderr_console,
-    stdout_console,
 )
 from nimbus.cli.packaging import load_package
 from nimbus.client import CodeUpload, Function, FunctionSpec, NimbusClient
@@ -36,7 +33,8 @@ HandlerOpt = Annotated[
 ]
 MemoryOpt = Annotated[int | None, typer.Option("--memory", help="Memory limit in MB.", min=1)]
 TimeoutOpt = Annotated[
-    int | None, typer.Option("--timeout", help="Timeout of one invocation, in whole seconds.", min=1)
+    int | None,
+    typer.Option("--timeout", help="Timeout of one invocation, in whole seconds.", min=1),
 ]
 EnvOpt = Annotated[
     list[str] | None,
@@ -45,6 +43,15 @@ EnvOpt = Annotated[
         "-e",
         metavar="KEY=VALUE",
         help="Environment variable (repeatable). Replaces the function's whole env map.",
+    ),
+]
+SecretEnvOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--secret-env",
+        metavar="KEY=VALUE",
+        help="Secret environment variable (repeatable): stored encrypted, never shown again. "
+        "Replaces the function's whole secret map.",
     ),
 ]
 DescriptionOpt = Annotated[str | None, typer.Option("--description", help="Free text.")]
@@ -67,6 +74,7 @@ def deploy(
     memory: MemoryOpt = None,
     timeout: TimeoutOpt = None,
     env: EnvOpt = None,
+    secret_env: SecretEnvOpt = None,
     description: DescriptionOpt = None,
     max_instances: MaxInstancesOpt = None,
     url: UrlOption = None,
@@ -83,6 +91,7 @@ def deploy(
         memory=memory,
         timeout=timeout,
         env=env,
+        secret_env=secret_env,
         description=description,
         max_instances=max_instances,
     )
@@ -106,6 +115,7 @@ def deploy(
                 env=changes.get("env"),
                 description=description,
                 max_instances=max_instances,
+                secret_env=changes.get("secret_env"),
             )
             function = client.put_function(name, spec)
             verb = "created"
@@ -124,6 +134,11 @@ def update(
     clear_env: Annotated[
         bool, typer.Option("--clear-env", help="Remove every environment variable.")
     ] = False,
+    secret_env: SecretEnvOpt = None,
+    clear_secret_env: Annotated[
+        bool,
+        typer.Option("--clear-secret-env", help="Remove every secret environment variable."),
+    ] = False,
     handler: HandlerOpt = None,
     runtime: RuntimeOpt = None,
     description: DescriptionOpt = None,
@@ -138,6 +153,7 @@ def update(
         memory=memory,
         timeout=timeout,
         env=env,
+        secret_env=secret_env,
         description=description,
         max_instances=max_instances,
     )
@@ -145,10 +161,15 @@ def update(
         if env:
             fail("--env and --clear-env cannot be used together")
         changes["env"] = {}
+    if clear_secret_env:
+        if secret_env:
+            fail("--secret-env and --clear-secret-env cannot be used together")
+        changes["secret_env"] = {}
     if not changes:
         fail(
             "nothing to update: give at least one of --memory, --timeout, --env, --clear-env, "
-            "--handler, --runtime, --description, --max-instances"
+            "--secret-env, --clear-secret-env, --handler, --runtime, --description, "
+            "--max-instances"
         )
     with client_from(ctx, url, token) as client:
         function = client.patch_function(name, changes)
@@ -181,7 +202,7 @@ def list_functions(
         )
         for f in functions
     ]
-    _print_table(columns, rows)
+    print_table(columns, rows)
 
 
 def show(
@@ -224,7 +245,7 @@ def runtimes(
     if as_json:
         echo_json([asdict(r) for r in found])
         return
-    _print_table(("NAME", "KIND", "VERSION"), [(r.name, r.kind, r.version or "-") for r in found])
+    print_table(("NAME", "KIND", "VERSION"), [(r.name, r.kind, r.version or "-") for r in found])
 
 
 def config_changes(
@@ -236,6 +257,7 @@ def config_changes(
     env: list[str] | None,
     description: str | None,
     max_instances: int | None,
+    secret_env: list[str] | None = None,
 ) -> dict[str, Any]:
     """The PATCH body for the options that were given (``None`` means not given)."""
     changes: dict[str, Any] = {
@@ -244,19 +266,21 @@ def config_changes(
         "memory_mb": memory,
         "timeout_s": timeout,
         "env": parse_env(env) if env else None,
+        "secret_env": parse_env(secret_env, "--secret-env") if secret_env else None,
         "description": description,
         "max_instances": max_instances,
     }
     return {k: v for k, v in changes.items() if v is not None}
 
 
-def parse_env(pairs: list[str]) -> dict[str, str]:
+def parse_env(pairs: list[str], option: str = "--env") -> dict[str, str]:
     """``["K=V", ...]`` as a dict; the value may itself contain ``=``."""
     env: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            fail(f"--env {pair!r} must look like KEY=VALUE")
+            shown = repr(pair) if option == "--env" else f"'{key}=…'"
+            fail(f"{option} {shown} must look like KEY=VALUE")
         env[key.strip()] = value
     return env
 
@@ -307,6 +331,7 @@ def _details(function: Function) -> list[str]:
         ("timeout", f"{function.timeout_s:g} s"),
         ("max instances", "-" if function.max_instances is None else str(function.max_instances)),
         ("env", env),
+        ("secret env", "\n".join(f"{k}=<hidden>" for k in function.secret_env_keys) or "-"),
         ("description", function.description or "-"),
         ("code", f"{format_bytes(function.code_size)}  sha256:{function.code_sha256}"),
         ("revision", str(function.revision)),
@@ -320,10 +345,3 @@ def _details(function: Function) -> list[str]:
         lines.append(f"{key:<{width}}{first}")
         lines.extend(" " * width + more for more in rest)
     return lines
-
-
-def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    table = Table(*columns, box=None, header_style="bold")
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))  # literal text, never rich markup
-    stdout_console().print(table)

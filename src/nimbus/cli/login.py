@@ -39,12 +39,18 @@ def login(
     key = token or options.token or typer.prompt("API key", hide_input=True, err=True)
     with context.make_client(Target(server, key)) as client:
         try:
-            functions = client.list_functions()
+            functions: int | None = len(client.list_functions())
         except ApiError as exc:
-            if exc.status in (401, 403):
+            if exc.status == 403 and exc.code == "Auth.Forbidden":
+                functions = None  # a valid key whose role may only invoke
+            elif exc.status in (401, 403):
                 fail(f"{server} rejected this key ({exc.code}: {exc.message}); nothing saved", 1)
-            raise
+            else:
+                raise
     path = context.config_path(os.environ)
     context.save_config(path, server, key)
-    typer.echo(f"key verified with {server} (GET /v1/functions: {len(functions)} functions)")
+    if functions is None:
+        typer.echo(f"key verified with {server} (an invoker key: it may only invoke functions)")
+    else:
+        typer.echo(f"key verified with {server} (GET /v1/functions: {functions} functions)")
     typer.echo(f"saved to {path} (mode 0600)")

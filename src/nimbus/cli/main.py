@@ -14,8 +14,8 @@ import typer
 from typer.core import TyperGroup
 
 from nimbus import __version__
-from nimbus.cli import functions, invoke, login, logs
-from nimbus.cli.context import CliError, GlobalOptions, TokenOption, UrlOption
+from nimbus.cli import audit, functions, invoke, keys, login, logs, namespaces
+from nimbus.cli.context import CliError, GlobalOptions, NamespaceOption, TokenOption, UrlOption
 from nimbus.cli.packaging import PackageError
 from nimbus.client import ApiError, NimbusClientError
 
@@ -66,6 +66,7 @@ def _global_options(
     ctx: typer.Context,
     url: UrlOption = None,
     token: TokenOption = None,
+    namespace: NamespaceOption = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -74,18 +75,33 @@ def _global_options(
     ] = False,
 ) -> None:
     """Nimbus: a self-hosted serverless platform. Deploy, invoke and watch functions."""
-    ctx.obj = GlobalOptions(url=url, token=token)
+    ctx.obj = GlobalOptions(url=url, token=token, namespace=namespace)
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to listen on (NIMBUS_HOST; default 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port to listen on (NIMBUS_PORT; default 8080).")
+    ] = None,
     data_dir: Annotated[
-        str, typer.Option("--data-dir", help="Where metadata, code and logs are kept.")
-    ] = ".nimbus",
+        str | None,
+        typer.Option(
+            "--data-dir",
+            help="Where metadata, code and logs are kept (NIMBUS_DATA_DIR; default .nimbus).",
+        ),
+    ] = None,
     sandbox: Annotated[
-        str | None, typer.Option("--sandbox", help="Instance launcher (default: process).")
+        str | None,
+        typer.Option(
+            "--sandbox",
+            help="Instance launcher: auto (default: namespaces, refusing to run without "
+            "isolation), namespaces, or process (no isolation; development only). "
+            "NIMBUS_SANDBOX.",
+        ),
     ] = None,
 ) -> None:
     """Run the Nimbus server (gateway, workers, store) with embedded defaults.
@@ -117,6 +133,9 @@ app.command("runtimes")(functions.runtimes)
 app.command("invoke")(invoke.invoke)
 app.command("logs")(logs.logs)
 app.command("login")(login.login)
+app.add_typer(namespaces.app, name="namespace")
+app.add_typer(keys.app, name="key")
+app.command("audit")(audit.audit)
 
 
 def main() -> None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from nimbus.domain.function import FunctionConfig
-from nimbus.errors import FunctionNotFoundError
+from nimbus.domain.function import FunctionConfig, function_not_found
 from nimbus.store.base import Store
 
 
@@ -23,10 +22,7 @@ class FunctionDirectory:
         if config is None:
             config = await asyncio.to_thread(self._store.get_function, namespace, name)
             if config is None:
-                raise FunctionNotFoundError(
-                    f"function {name!r} does not exist; deploy it first or check the name "
-                    "with `nimbus list`"
-                )
+                raise function_not_found(name)
             self._cache[(namespace, name)] = config
         return config
 

@@ -1,8 +1,10 @@
-"""Route an invocation to the pool of the function's current revision."""
+"""Route an invocation to the pool of the function's current revision, within the
+namespace's request rate quota."""
 
 from __future__ import annotations
 
 from nimbus.dispatch.directory import FunctionDirectory
+from nimbus.dispatch.ratelimit import RateLimiter
 from nimbus.domain.invocation import InvocationResult
 from nimbus.pool.instance import InitFailed
 from nimbus.pool.manager import PoolManager
@@ -12,9 +14,12 @@ LATEST = "$LATEST"
 
 
 class Dispatcher:
-    def __init__(self, directory: FunctionDirectory, pools: PoolManager) -> None:
+    def __init__(
+        self, directory: FunctionDirectory, pools: PoolManager, rates: RateLimiter | None = None
+    ) -> None:
         self._directory = directory
         self._pools = pools
+        self._rates = rates or RateLimiter()
 
     async def invoke(
         self, namespace: str, name: str, payload: bytes, *, want_tail: bool = False
@@ -22,15 +27,18 @@ class Dispatcher:
         """Run one call synchronously. Function failures come back in the result;
         platform refusals (not found, throttled) are raised as NimbusError."""
         request_id = new_request_id()
+        config = await self._directory.get(namespace, name)
+        self._rates.admit(namespace)  # a call to a missing function spends no token
         while True:
-            config = await self._directory.get(namespace, name)
             pool = self._pools.pool_for(config)
             try:
                 async with pool.lease() as instance:
                     cold = instance.served == 0
                     outcome = await instance.call(request_id, payload, want_tail)
             except PoolRetired:
-                continue  # the function changed while this call queued: use its current pool
+                # The function changed while this call queued: use its current pool.
+                config = await self._directory.get(namespace, name)
+                continue
             except InitFailed as exc:
                 return InvocationResult(
                     request_id=request_id,

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from nimbus.domain.function import validate_name
-from nimbus.errors import InvalidNamespaceNameError, InvalidSettingError
+from nimbus.errors import InvalidNamespaceNameError, InvalidSettingError, NamespaceNotFoundError
 
 #: Always exists; cannot be deleted. Keys and calls without a namespace act here.
 DEFAULT_NAMESPACE = "default"
@@ -66,3 +66,11 @@ def validate_quotas(quotas: Quotas) -> Quotas:
                 f"quota {name} must be positive, or null for no limit; got {value}"
             )
     return quotas
+
+
+def namespace_not_found(name: str) -> NamespaceNotFoundError:
+    """The one answer for a namespace the caller cannot see, whether or not it exists."""
+    return NamespaceNotFoundError(
+        f"namespace {name!r} does not exist or this key cannot use it; a key acts in its own "
+        "namespace (admin keys choose one with X-Nimbus-Namespace or ?namespace=)"
+    )

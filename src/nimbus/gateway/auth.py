@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
-from nimbus.domain.keys import ApiKey, Role, hash_secret, new_secret
+from nimbus.domain.keys import ApiKey, hash_secret
 from nimbus.errors import AuthError
-from nimbus.store.sqlite import SqliteStore
+from nimbus.store.base import Store
 
 
 class KeyRing:
-    """Verifies keys; verified keys are cached by hash so the hot path skips the database."""
+    """Verifies keys; verified keys are cached by hash so the hot path skips the database.
 
-    def __init__(self, store: SqliteStore) -> None:
+    A revoked key must be :meth:`forget`-ed so it is refused at once.
+    """
+
+    def __init__(self, store: Store) -> None:
         self._store = store
         self._cache: dict[str, ApiKey] = {}
+        # Ids revoked while this process runs: a lookup that raced a revoke is not cached.
+        self._revoked: set[str] = set()
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
         if not authorization:
@@ -27,26 +31,14 @@ class KeyRing:
         key = self._cache.get(digest)
         if key is None:
             key = await asyncio.to_thread(self._store.find_key, digest)
-            if key is None:
+            if key is None or key.id in self._revoked:
                 raise AuthError("invalid API key; check NIMBUS_TOKEN or run `nimbus login`")
             self._cache[digest] = key
         return key
 
-    def ensure_admin(self, preset: str) -> str | None:
-        """Make sure an admin key exists. Returns a newly generated secret (to print once)."""
-        if preset:
-            if self._store.find_key(hash_secret(preset)) is None:
-                self._store.add_key(
-                    ApiKey(
-                        uuid.uuid4().hex[:12], "default", Role.ADMIN, "admin (NIMBUS_ADMIN_TOKEN)"
-                    ),
-                    hash_secret(preset),
-                )
-            return None
-        if self._store.has_admin_key():
-            return None
-        secret = new_secret()
-        self._store.add_key(
-            ApiKey(uuid.uuid4().hex[:12], "default", Role.ADMIN, "admin"), hash_secret(secret)
-        )
-        return secret
+    def forget(self, key_id: str) -> None:
+        """Drop a key from the cache (it was revoked)."""
+        self._revoked.add(key_id)
+        for digest, key in list(self._cache.items()):
+            if key.id == key_id:
+                del self._cache[digest]

@@ -1,4 +1,8 @@
-"""Metadata in SQLite (WAL mode) through SQLAlchemy Core."""
+"""Metadata in SQLite (WAL mode) through SQLAlchemy Core.
+
+Writes that change something a user manages take an optional
+:class:`AuditEntry`, recorded in the same transaction as the change.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from nimbus.domain.audit import AuditEntry, AuditRecord
 from nimbus.domain.function import FunctionConfig
 from nimbus.domain.keys import ApiKey, Role
+from nimbus.domain.namespace import Namespace, Quotas
+from nimbus.errors import NamespaceNotFoundError
+from nimbus.store.secretbox import SecretBox
 
-SCHEMA_VERSION = 1
+#: 1: functions, api_keys. 2: functions.secret_env, namespaces, audit. 3: functions.network.
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -34,6 +43,9 @@ functions = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Sealed by SecretBox ("" when there are none); never stored in clear.
+    sa.Column("secret_env", sa.Text, nullable=False, server_default=""),
+    sa.Column("network", sa.String(16), nullable=False, server_default="none"),
 )
 
 api_keys = sa.Table(
@@ -46,6 +58,31 @@ api_keys = sa.Table(
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+namespaces = sa.Table(
+    "namespaces",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("max_functions", sa.Integer, nullable=True),
+    sa.Column("max_code_bytes", sa.BigInteger, nullable=True),
+    sa.Column("max_concurrent_instances", sa.Integer, nullable=True),
+    sa.Column("max_requests_per_s", sa.Float, nullable=True),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("key_name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("namespace", sa.String(64), nullable=False, index=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(256), nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
 )
 
 schema_info = sa.Table(
@@ -76,17 +113,87 @@ def make_engine(path: Path) -> Engine:
     return engine
 
 
+def _migrate(conn: Connection) -> None:
+    """Bring an older database to ``SCHEMA_VERSION`` (tables are created by create_all)."""
+    row = conn.execute(sa.select(sa.func.max(schema_info.c.version))).first()
+    version = row[0] if row is not None else None
+    if version is None:
+        conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+        return
+    if version < 2:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("functions")}
+        if "secret_env" not in columns:
+            conn.execute(
+                sa.text("ALTER TABLE functions ADD COLUMN secret_env TEXT NOT NULL DEFAULT ''")
+            )
+    if version < 3:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("functions")}
+        if "network" not in columns:
+            conn.execute(
+                sa.text(
+                    "ALTER TABLE functions ADD COLUMN network VARCHAR(16) NOT NULL DEFAULT 'none'"
+                )
+            )
+    if version < SCHEMA_VERSION:
+        conn.execute(schema_info.delete())
+        conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        namespace=row.namespace,
+        role=Role(row.role),
+        name=row.name,
+        created_at=_utc(row.created_at),
+    )
+
+
+def _namespace(row: Any) -> Namespace:
+    return Namespace(
+        name=row.name,
+        quotas=Quotas(
+            max_functions=row.max_functions,
+            max_code_bytes=row.max_code_bytes,
+            max_concurrent_instances=row.max_concurrent_instances,
+            max_requests_per_s=row.max_requests_per_s,
+        ),
+        created_at=_utc(row.created_at),
+    )
+
+
+def _record(conn: Connection, entry: AuditEntry | None, **more: Any) -> None:
+    if entry is None:
+        return
+    conn.execute(
+        audit.insert().values(
+            ts=datetime.now(UTC),
+            key_id=entry.actor.key_id,
+            key_name=entry.actor.key_name,
+            role=entry.actor.role,
+            namespace=entry.namespace,
+            action=entry.action.value,
+            target=entry.target,
+            details=json.dumps({**entry.details, **more}, sort_keys=True),
+        )
+    )
+
+
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, secrets: SecretBox) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._secrets = secrets
         self._engine = make_engine(path)
         metadata.create_all(self._engine)
         with self._engine.begin() as conn:
-            if conn.execute(sa.select(schema_info.c.version)).first() is None:
-                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+            _migrate(conn)
 
-    @staticmethod
-    def _row_to_function(row: Any) -> FunctionConfig:
+    # ---- functions ---------------------------------------------------------
+    def _row_to_function(self, row: Any) -> FunctionConfig:
+        secret_env: dict[str, str] = {}
+        if row.secret_env:
+            where = f"{row.namespace}/{row.name}"
+            secret_env = json.loads(self._secrets.open(row.secret_env, where))
         return FunctionConfig(
             namespace=row.namespace,
             name=row.name,
@@ -99,10 +206,18 @@ class SqliteStore:
             env=json.loads(row.env),
             description=row.description,
             max_instances=row.max_instances,
+            secret_env=secret_env,
+            network=row.network,
             revision=row.revision,
             created_at=_utc(row.created_at),
             updated_at=_utc(row.updated_at),
         )
+
+    def _seal_env(self, config: FunctionConfig) -> str:
+        if not config.secret_env:
+            return ""
+        plain = json.dumps(config.secret_env, sort_keys=True).encode()
+        return self._secrets.seal(plain, f"{config.namespace}/{config.name}")
 
     def get_function(self, namespace: str, name: str) -> FunctionConfig | None:
         with self._engine.connect() as conn:
@@ -120,7 +235,9 @@ class SqliteStore:
         with self._engine.connect() as conn:
             return [self._row_to_function(r) for r in conn.execute(query)]
 
-    def save_function(self, config: FunctionConfig) -> tuple[FunctionConfig, bool]:
+    def save_function(
+        self, config: FunctionConfig, audit_entry: AuditEntry | None = None
+    ) -> tuple[FunctionConfig, bool]:
         now = datetime.now(UTC)
         values = {
             "runtime": config.runtime,
@@ -132,6 +249,8 @@ class SqliteStore:
             "env": json.dumps(config.env, sort_keys=True),
             "description": config.description,
             "max_instances": config.max_instances,
+            "secret_env": self._seal_env(config),
+            "network": config.network,
             "updated_at": now,
         }
         where = (functions.c.namespace == config.namespace) & (functions.c.name == config.name)
@@ -140,6 +259,11 @@ class SqliteStore:
                 sa.select(functions.c.revision, functions.c.created_at).where(where)
             ).first()
             if current is None:
+                exists = conn.execute(
+                    sa.select(namespaces.c.name).where(namespaces.c.name == config.namespace)
+                ).first()
+                if exists is None:
+                    raise NamespaceNotFoundError(f"namespace {config.namespace!r} does not exist")
                 conn.execute(
                     functions.insert().values(
                         namespace=config.namespace,
@@ -156,22 +280,120 @@ class SqliteStore:
                 )
                 created = False
             row = conn.execute(sa.select(functions).where(where)).one()
+            _record(conn, audit_entry, revision=row.revision)
         return self._row_to_function(row), created
 
-    def delete_function(self, namespace: str, name: str) -> bool:
+    def delete_function(
+        self, namespace: str, name: str, audit_entry: AuditEntry | None = None
+    ) -> bool:
         with self._engine.begin() as conn:
             result = conn.execute(
                 functions.delete().where(
                     functions.c.namespace == namespace, functions.c.name == name
                 )
             )
+            if result.rowcount:
+                _record(conn, audit_entry)
         return bool(result.rowcount)
 
     def code_hashes_in_use(self) -> set[str]:
         with self._engine.connect() as conn:
             return {r[0] for r in conn.execute(sa.select(functions.c.code_sha256).distinct())}
 
-    def add_key(self, key: ApiKey, secret_hash: str) -> None:
+    def function_usage(self, namespace: str) -> tuple[int, int]:
+        """How many functions the namespace has, and the sum of their code sizes."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    sa.func.count(), sa.func.coalesce(sa.func.sum(functions.c.code_size), 0)
+                ).where(functions.c.namespace == namespace)
+            ).one()
+        return int(row[0]), int(row[1])
+
+    # ---- namespaces --------------------------------------------------------
+    def ensure_namespace(self, namespace: Namespace) -> bool:
+        """Create the namespace unless it exists (no audit: the platform does this)."""
+        with self._engine.begin() as conn:
+            if conn.execute(
+                sa.select(namespaces.c.name).where(namespaces.c.name == namespace.name)
+            ).first():
+                return False
+            self._insert_namespace(conn, namespace)
+        return True
+
+    @staticmethod
+    def _insert_namespace(conn: Connection, namespace: Namespace) -> None:
+        conn.execute(
+            namespaces.insert().values(
+                name=namespace.name,
+                created_at=namespace.created_at or datetime.now(UTC),
+                **namespace.quotas.to_dict(),
+            )
+        )
+
+    def create_namespace(self, namespace: Namespace, audit_entry: AuditEntry | None = None) -> bool:
+        """Create; False when the name is taken."""
+        with self._engine.begin() as conn:
+            if conn.execute(
+                sa.select(namespaces.c.name).where(namespaces.c.name == namespace.name)
+            ).first():
+                return False
+            self._insert_namespace(conn, namespace)
+            _record(conn, audit_entry)
+        return True
+
+    def get_namespace(self, name: str) -> Namespace | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(namespaces).where(namespaces.c.name == name)).first()
+        return _namespace(row) if row else None
+
+    def list_namespaces(self) -> list[Namespace]:
+        with self._engine.connect() as conn:
+            return [
+                _namespace(r)
+                for r in conn.execute(sa.select(namespaces).order_by(namespaces.c.name))
+            ]
+
+    def update_namespace(
+        self, name: str, quotas: Quotas, audit_entry: AuditEntry | None = None
+    ) -> Namespace | None:
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                namespaces.update().where(namespaces.c.name == name).values(**quotas.to_dict())
+            )
+            if not result.rowcount:
+                return None
+            _record(conn, audit_entry)
+            row = conn.execute(sa.select(namespaces).where(namespaces.c.name == name)).one()
+        return _namespace(row)
+
+    def delete_namespace(
+        self, name: str, audit_entry: AuditEntry | None = None
+    ) -> tuple[bool, int, int]:
+        """Delete it if it holds no function and no live key, in one transaction.
+
+        Returns (deleted, functions, live keys)."""
+        with self._engine.begin() as conn:
+            n_functions = conn.execute(
+                sa.select(sa.func.count()).where(functions.c.namespace == name)
+            ).scalar_one()
+            n_keys = conn.execute(
+                sa.select(sa.func.count()).where(
+                    api_keys.c.namespace == name, api_keys.c.revoked_at.is_(None)
+                )
+            ).scalar_one()
+            if n_functions or n_keys:
+                return False, int(n_functions), int(n_keys)
+            result = conn.execute(namespaces.delete().where(namespaces.c.name == name))
+            if result.rowcount:
+                _record(conn, audit_entry)
+        return bool(result.rowcount), 0, 0
+
+    # ---- keys --------------------------------------------------------------
+    def add_key(
+        self, key: ApiKey, secret_hash: str, audit_entry: AuditEntry | None = None
+    ) -> ApiKey:
+        created_at = key.created_at or datetime.now(UTC)
         with self._engine.begin() as conn:
             conn.execute(
                 api_keys.insert().values(
@@ -180,9 +402,11 @@ class SqliteStore:
                     namespace=key.namespace,
                     role=key.role.value,
                     name=key.name,
-                    created_at=key.created_at or datetime.now(UTC),
+                    created_at=created_at,
                 )
             )
+            _record(conn, audit_entry)
+        return ApiKey(key.id, key.namespace, key.role, key.name, created_at)
 
     def find_key(self, secret_hash: str) -> ApiKey | None:
         with self._engine.connect() as conn:
@@ -191,24 +415,96 @@ class SqliteStore:
                     api_keys.c.secret_hash == secret_hash, api_keys.c.revoked_at.is_(None)
                 )
             ).first()
-        if row is None:
-            return None
-        return ApiKey(
-            id=row.id,
-            namespace=row.namespace,
-            role=Role(row.role),
-            name=row.name,
-            created_at=_utc(row.created_at),
-        )
+        return _key(row) if row is not None else None
 
-    def has_admin_key(self) -> bool:
+    def get_key(self, key_id: str) -> ApiKey | None:
+        """The key with this id, unless revoked."""
         with self._engine.connect() as conn:
             row = conn.execute(
-                sa.select(api_keys.c.id).where(
-                    api_keys.c.role == Role.ADMIN.value, api_keys.c.revoked_at.is_(None)
-                )
+                sa.select(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
             ).first()
-        return row is not None
+        return _key(row) if row is not None else None
+
+    def list_keys(self, namespace: str | None) -> list[ApiKey]:
+        """Live keys of one namespace (all when None), oldest first."""
+        query = (
+            sa.select(api_keys)
+            .where(api_keys.c.revoked_at.is_(None))
+            .order_by(api_keys.c.namespace, api_keys.c.created_at, api_keys.c.id)
+        )
+        if namespace is not None:
+            query = query.where(api_keys.c.namespace == namespace)
+        with self._engine.connect() as conn:
+            return [_key(r) for r in conn.execute(query)]
+
+    def revoke_key(self, key_id: str, audit_entry: AuditEntry | None = None) -> bool:
+        """Revoke; False when there was no live key with this id."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                api_keys.update()
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+            if result.rowcount:
+                _record(conn, audit_entry)
+        return bool(result.rowcount)
+
+    def restore_key(self, secret_hash: str) -> bool:
+        """Un-revoke the key with this secret hash (the preset admin key); False if none."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                api_keys.update()
+                .where(api_keys.c.secret_hash == secret_hash)
+                .values(revoked_at=None)
+            )
+        return bool(result.rowcount)
+
+    def count_admin_keys(self) -> int:
+        with self._engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(
+                        api_keys.c.role == Role.ADMIN.value, api_keys.c.revoked_at.is_(None)
+                    )
+                ).scalar_one()
+            )
+
+    def has_admin_key(self) -> bool:
+        return self.count_admin_keys() > 0
+
+    # ---- audit -------------------------------------------------------------
+    def query_audit(
+        self,
+        *,
+        namespace: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Entries matching every filter given, newest first."""
+        query = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
+        if namespace is not None:
+            query = query.where(audit.c.namespace == namespace)
+        if action is not None:
+            query = query.where(audit.c.action == action)
+        if since is not None:
+            query = query.where(audit.c.ts >= since)
+        with self._engine.connect() as conn:
+            rows = list(conn.execute(query))
+        return [
+            AuditRecord(
+                id=r.id,
+                ts=_utc(r.ts) or datetime.now(UTC),
+                key_id=r.key_id,
+                key_name=r.key_name,
+                role=r.role,
+                namespace=r.namespace,
+                action=r.action,
+                target=r.target,
+                details=json.loads(r.details),
+            )
+            for r in rows
+        ]
 
     def close(self) -> None:
         self._engine.dispose()
