@@ -59,6 +59,13 @@ def _host_pid(srv: Server, instance: str) -> int:
     return int((srv.data_dir / "run" / "pids" / f"{instance}.pid").read_text().split()[0])
 
 
+def _the_sleeper(root: int) -> int:
+    """The one ``sleep 300`` a handler started under instance ``root``."""
+    assert wait_until(lambda: len(_sleepers(root)) == 1, timeout=5), _sleepers(root)
+    (pid,) = _sleepers(root)
+    return pid
+
+
 def _sleepers(root: int) -> set[int]:
     """Live ``sleep 300`` processes descending from ``root``."""
     found = set()
@@ -73,8 +80,11 @@ def _sleepers(root: int) -> set[int]:
 
 
 def _post(srv: Server, name: str, event: dict[str, Any]) -> httpx.Response:
-    return srv.http.post(f"/v1/functions/{name}/invocations", content=json.dumps(event),
-                         headers={"Content-Type": "application/json"})
+    return srv.http.post(
+        f"/v1/functions/{name}/invocations",
+        content=json.dumps(event),
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def _logged(srv: Server, name: str, message: str) -> bool:
@@ -146,7 +156,8 @@ def test_sigkill_then_restart_on_the_same_data(make_server: Any) -> None:
     old_pid = _host_pid(srv, first["result"]["instance"])
     # The log writer commits on its own (every 0.2 s): no query forces it here.
     assert wait_until(
-        lambda: "before-the-crash" in _stored_log_messages(srv.data_dir, "keeper"), timeout=5)
+        lambda: "before-the-crash" in _stored_log_messages(srv.data_dir, "keeper"), timeout=5
+    )
     assert srv.stop(signal.SIGKILL) == -signal.SIGKILL
 
     restarted = Server(srv.data_dir).start()
@@ -174,23 +185,24 @@ def test_restart_sweeps_what_instances_of_a_killed_server_left(make_server: Any)
     srv: Server = make_server()
     srv.deploy("spawner", _code("v1"))
     instance = _host_pid(srv, srv.invoke("spawner", {"spawn": True})["result"]["instance"])
-    (child,) = _sleepers(instance)
+    child = _the_sleeper(instance)
     with _adopting_orphans():
         srv.stop(signal.SIGKILL)
         # The instance exits once its Runtime API is gone and is reaped, as a real init
-        # would; the sleep it started lives on.
+        # would. With the process sandbox the sleep it started lives on (in a PID
+        # namespace it dies with the namespace's init).
         assert wait_until(lambda: not _alive(instance), timeout=5)
         reaped = _reap(instance)
         if srv.env.get("NIMBUS_SANDBOX") == "process":
             assert reaped, "the instance was not adopted: the test would prove nothing"
             assert not Path(f"/proc/{instance}").exists()
-        assert _alive(child)
+            assert _alive(child)
 
         restarted = Server(srv.data_dir).start()
         try:
             assert wait_until(lambda: not _alive(child), timeout=5), (
-                f"sleep {child}, started by an instance of the killed server, survived the "
-                "restart")
+                f"sleep {child}, started by an instance of the killed server, survived the restart"
+            )
         finally:
             restarted.stop()
             restarted.close()
@@ -233,11 +245,18 @@ def test_put_with_unknown_code_changes_nothing(server: Server) -> None:
 
     missing = "0" * 64
     for send in (
-        lambda: server.http.put("/v1/functions/life-unknown-code", json={
-            "runtime": "python3.11", "handler": "app.handler", "code_sha256": missing,
-            "env": {"A": "2"}}),
-        lambda: server.http.patch("/v1/functions/life-unknown-code", json={
-            "code_sha256": missing, "env": {"A": "2"}}),
+        lambda: server.http.put(
+            "/v1/functions/life-unknown-code",
+            json={
+                "runtime": "python3.11",
+                "handler": "app.handler",
+                "code_sha256": missing,
+                "env": {"A": "2"},
+            },
+        ),
+        lambda: server.http.patch(
+            "/v1/functions/life-unknown-code", json={"code_sha256": missing, "env": {"A": "2"}}
+        ),
     ):
         r = send()
         assert r.status_code == 404, r.text
@@ -257,7 +276,7 @@ def test_background_processes_end_with_the_server(make_server: Any) -> None:
     result = srv.invoke("bg", {"spawn": True})
     assert result["status"] == "succeeded", result
     # The call is over, yet what it started keeps running inside the instance.
-    (child,) = _sleepers(_host_pid(srv, result["result"]["instance"]))
+    child = _the_sleeper(_host_pid(srv, result["result"]["instance"]))
 
     assert srv.stop(signal.SIGTERM) == 0
     assert wait_until(lambda: not _alive(child), timeout=5), f"sleep {child} outlived the server"
@@ -267,7 +286,7 @@ def test_background_processes_end_with_their_instance(make_server: Any) -> None:
     srv: Server = make_server(keepalive_s=0.2, last_keepalive_s=0.5)
     srv.deploy("bg-reaped", _code("v1"))
     instance = _host_pid(srv, srv.invoke("bg-reaped", {"spawn": True})["result"]["instance"])
-    (child,) = _sleepers(instance)
+    child = _the_sleeper(instance)
     # The idle instance is released after last_keepalive_s; its child goes with it.
     assert wait_until(lambda: not _alive(instance), timeout=5)
     assert wait_until(lambda: not _alive(child), timeout=5)

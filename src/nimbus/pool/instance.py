@@ -97,6 +97,7 @@ class Instance:
         self._next_waiter: asyncio.Future[NextEvent] | None = None
         self._mailbox: NextEvent | None = None
         self._call: _Call | None = None
+        self._last_request_id: str | None = None  # for limits seen after the call ended
         self._init_error: FunctionError | None = None
         self._init_lines: list[str] = []
         self._proc: SandboxProcess | None = None
@@ -130,6 +131,7 @@ class Instance:
             runtime_kind=self.runtime.kind,
             interpreter=self.runtime.executable,
             tmp_mb=self._settings.tmp_mb,
+            network=self.config.network,
             labels={"namespace": self.config.namespace, "function": self.config.name},
         )
         try:
@@ -158,6 +160,7 @@ class Instance:
             "TZ": "UTC",
         }
         env.update(cfg.env)
+        env.update(cfg.secret_env)  # decrypted only in memory, handed over like env
         env.update(
             {
                 "_HANDLER": cfg.handler,
@@ -208,6 +211,16 @@ class Instance:
                 error = self._exit_error("init", status)
             self._fail_init(error)
         call = self._call
+        if status.limit == "pids":  # a fork bomb or a thread leak, seen only once it exits
+            request_id = call.request_id if call is not None else self._last_request_id
+            text = (
+                f"the instance reached its process limit ({self._settings.pids_max} processes "
+                f"and threads): forks failed; it ended with {status.describe()}"
+            )
+            log.warning(
+                "%s/%s instance %s: %s", self.config.namespace, self.config.name, self.id, text
+            )
+            self._emit_platform(request_id, text)
         if call is not None:
             self._finish(call, None, self._exit_error(call.request_id, status))
         self._die()
@@ -302,6 +315,7 @@ class Instance:
         if self._call is not call:
             return
         self._call = None
+        self._last_request_id = call.request_id
         if call.timer is not None:
             call.timer.cancel()
         duration_ms = (time.monotonic() - call.started) * 1000

@@ -3,6 +3,8 @@
 A pool is keyed by (namespace, name); when a function's revision changes the
 old pool drains (its calls finish, its instances go) and a new pool takes new
 calls. A background task releases idle instances past their keep-alive.
+The pools of one namespace share its :class:`NamespaceBudget` (the quota on
+concurrent instances), whose limit the control layer sets.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from nimbus.codestore import CodeStore
 from nimbus.config import Settings
 from nimbus.domain.function import FunctionConfig
 from nimbus.logs.store import LogStore
+from nimbus.pool.budget import NamespaceBudget
 from nimbus.pool.instance import Instance, InstanceState
 from nimbus.pool.pool import Pool
 from nimbus.runtimes.registry import RuntimeRegistry
@@ -43,6 +46,7 @@ class PoolManager:
         self._logs = logs
         self._pools: dict[tuple[str, str], Pool] = {}
         self._draining: set[Pool] = set()
+        self._budgets: dict[str, NamespaceBudget] = {}
         self._code_dirs: dict[str, Path] = {}
         self._socket_dir = settings.run_dir / "sockets"
         self._socket_dir.mkdir(parents=True, exist_ok=True)
@@ -57,9 +61,26 @@ class PoolManager:
             if pool.config.revision >= config.revision:
                 return pool
             self._retire(pool)
-        pool = Pool(config, self._settings, self._launch, self._forget)
+        pool = Pool(
+            config, self._settings, self._launch, self._forget, self.budget(config.namespace)
+        )
         self._pools[config.key] = pool
         return pool
+
+    def budget(self, namespace: str) -> NamespaceBudget:
+        budget = self._budgets.get(namespace)
+        if budget is None:
+            budget = self._budgets[namespace] = NamespaceBudget(namespace)
+        return budget
+
+    def set_namespace_limit(self, namespace: str, max_instances: int | None) -> None:
+        """The namespace's quota on concurrent instances (None: unlimited) on this node."""
+        self.budget(namespace).set_limit(max_instances)
+
+    def namespace_instances(self, namespace: str) -> int:
+        """Instances of the namespace's functions on this node, starting ones included."""
+        budget = self._budgets.get(namespace)
+        return budget.used() if budget is not None else 0
 
     def retire(self, namespace: str, name: str) -> None:
         """The function changed or went away: its current pool drains."""

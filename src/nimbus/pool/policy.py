@@ -9,9 +9,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-def instances_to_start(*, waiting: int, starting: int, total: int, max_instances: int) -> int:
-    """Start one instance per waiting call not already covered by one starting, up to the cap."""
-    return max(0, min(waiting - starting, max_instances - total))
+def instances_to_start(
+    *,
+    waiting: int,
+    starting: int,
+    total: int,
+    max_instances: int,
+    namespace_headroom: int | None = None,
+) -> int:
+    """Start one instance per waiting call not already covered by one starting, up to the
+    function's cap and to the instances its namespace may still start (None: no limit)."""
+    count = min(waiting - starting, max_instances - total)
+    if namespace_headroom is not None:
+        count = min(count, namespace_headroom)
+    return max(0, count)
+
+
+def instances_to_reclaim(
+    *, waiting: int, starting: int, total: int, max_instances: int, stopping: int
+) -> int:
+    """Idle instances of *other* functions of the namespace to stop, when the namespace
+    quota (not the function's own cap) keeps waiting calls from getting an instance.
+
+    Instances already stopping count as reclaimed: they free their place soon.
+    """
+    short = min(waiting - starting, max_instances - total)
+    return max(0, short - stopping)
 
 
 @dataclass(frozen=True)

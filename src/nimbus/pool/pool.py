@@ -7,6 +7,11 @@ instance covers it yet, one is started, up to the function's maximum. A call
 that waits longer than the queue timeout, or finds the queue full, is
 throttled. When a new revision replaces this one the pool drains: idle
 instances stop at once, busy ones once their call is done.
+
+The pools of one namespace share a :class:`NamespaceBudget`: its quota on
+concurrent instances is a second cap next to the function's own; a call held
+back by it waits the same way and, if no place frees in time, is refused with
+``Quota.ConcurrencyExceeded``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,15 @@ from contextlib import asynccontextmanager
 
 from nimbus.config import Settings
 from nimbus.domain.function import FunctionConfig
-from nimbus.errors import ThrottledError
+from nimbus.errors import ConcurrencyQuotaError, ThrottledError
+from nimbus.pool.budget import NamespaceBudget
 from nimbus.pool.instance import InitFailed, Instance, InstanceState
-from nimbus.pool.policy import IdleInstance, instances_to_reap, instances_to_start
+from nimbus.pool.policy import (
+    IdleInstance,
+    instances_to_reap,
+    instances_to_reclaim,
+    instances_to_start,
+)
 
 log = logging.getLogger("nimbus.pool")
 
@@ -43,11 +54,13 @@ class Pool:
         settings: Settings,
         launcher: Launcher,
         on_empty: Callable[[Pool], None],
+        budget: NamespaceBudget | None = None,
     ) -> None:
         self.config = config
         self._settings = settings
         self._launcher = launcher
         self._on_empty = on_empty
+        self._budget = budget or NamespaceBudget(config.namespace)
         self.instances: dict[str, Instance] = {}
         self._idle: list[Instance] = []  # stack: last is the most recently used
         self._waiters: collections.deque[asyncio.Future[Instance]] = collections.deque()
@@ -56,6 +69,7 @@ class Pool:
         self.draining = False
         self._tasks: set[asyncio.Future[None]] = set()
         self._loop = asyncio.get_running_loop()
+        self._budget.join(self)
 
     @property
     def max_instances(self) -> int:
@@ -114,7 +128,28 @@ class Pool:
                 self._waiters.remove(waiter)
 
     def _expire(self, waiter: asyncio.Future[Instance]) -> None:
-        if not waiter.done():
+        if waiter.done():
+            return
+        # A call covered by an instance still starting waits for it: its start has its
+        # own limit (init_timeout_s); the queue timeout is for waiting on busy instances.
+        pending = [w for w in self._waiters if not w.done()]
+        if waiter in pending and pending.index(waiter) < self._starting:
+            self._loop.call_later(self._settings.queue_timeout_s, self._expire, waiter)
+            return
+        if self._held_by_namespace_quota():
+            waiter.set_exception(
+                ConcurrencyQuotaError(
+                    f"namespace {self.config.namespace!r} runs {self._budget.used()} instances, "
+                    f"its quota max_concurrent_instances={self._budget.limit}, and none became "
+                    f"free within {self._settings.queue_timeout_s:g} s; retry later, or ask an "
+                    "admin to raise the quota (`nimbus namespace update "
+                    f"{self.config.namespace} --max-concurrent-instances N`)",
+                    retry_after_s=1,
+                    quota="max_concurrent_instances",
+                    limit=self._budget.limit,
+                )
+            )
+        else:
             waiter.set_exception(
                 ThrottledError(
                     f"no instance of {self.config.name!r} became free within "
@@ -123,6 +158,10 @@ class Pool:
                     retry_after_s=1,
                 )
             )
+
+    def _held_by_namespace_quota(self) -> bool:
+        """Below the function's own cap, but the namespace has no place left."""
+        return self.occupied() < self.max_instances and self._budget.exhausted()
 
     def _release(self, instance: Instance) -> None:
         if instance.state is InstanceState.BUSY and not instance.stopping:
@@ -145,18 +184,35 @@ class Pool:
                 return
         instance.idle_since = time.monotonic()
         self._idle.append(instance)
+        if self._budget.exhausted():
+            self._budget.wake(exclude=self)  # another function may be waiting for this place
 
     # ---- scaling -----------------------------------------------------------
     def _scale(self) -> None:
         if self.draining:
             return
         pending = sum(1 for w in self._waiters if not w.done())
+        total = self.occupied()
+        headroom = self._budget.headroom()
         count = instances_to_start(
             waiting=pending,
             starting=self._starting,
-            total=len(self.instances) + self._launching,
+            total=total,
             max_instances=self.max_instances,
+            namespace_headroom=headroom,
         )
+        if headroom is not None and count < pending - self._starting:
+            # The namespace quota holds calls back: free idle places of other functions.
+            self._budget.reclaim(
+                self,
+                instances_to_reclaim(
+                    waiting=pending - count,
+                    starting=self._starting,
+                    total=total + count,
+                    max_instances=self.max_instances,
+                    stopping=self._budget.stopping(),
+                ),
+            )
         for _ in range(count):
             self._starting += 1
             self._launching += 1
@@ -179,6 +235,7 @@ class Pool:
         except Exception as exc:  # the launcher itself broke: report, never hang callers
             log.exception("starting an instance of %s failed", self.config.name)
             self._starting -= 1
+            self._budget.wake(exclude=self)
             from nimbus.domain.invocation import FunctionError
 
             self._fail_one_waiter(InitFailed(FunctionError("Runtime.StartError", str(exc)), 0, ""))
@@ -200,8 +257,35 @@ class Pool:
         if instance in self._idle:
             self._idle.remove(instance)
         if self.draining and not self.instances and self._starting == 0:
-            self._on_empty(self)
+            self._empty()
         else:
+            self._scale()
+        self._budget.wake(exclude=self)
+
+    def _empty(self) -> None:
+        self._budget.leave(self)
+        self._on_empty(self)
+
+    # ---- namespace budget (see nimbus.pool.budget) ----------------------------
+    def occupied(self) -> int:
+        return len(self.instances) + self._launching
+
+    def stopping(self) -> int:
+        return sum(1 for i in self.instances.values() if i.stopping)
+
+    def idle_since(self) -> list[tuple[float, str]]:
+        return [(i.idle_since, i.id) for i in self._idle if i.usable]
+
+    def evict(self, instance_id: str) -> bool:
+        instance = self.instances.get(instance_id)
+        if instance is None or instance not in self._idle or not instance.usable:
+            return False
+        self._idle.remove(instance)
+        instance.stop()
+        return True
+
+    def rescale(self) -> None:
+        if self._waiters:
             self._scale()
 
     # ---- release -----------------------------------------------------------
@@ -209,7 +293,7 @@ class Pool:
         idle = [IdleInstance(i.id, i.idle_since) for i in self._idle if i.usable]
         doomed = instances_to_reap(
             idle,
-            total=len(self.instances),
+            total=sum(1 for i in self.instances.values() if not i.stopping),
             now=now,
             keepalive_s=self._settings.keepalive_s,
             last_keepalive_s=self._settings.last_keepalive_s,
@@ -230,7 +314,7 @@ class Pool:
             instance.stop()
         self._idle.clear()
         if not self.instances and self._starting == 0:
-            self._on_empty(self)
+            self._empty()
 
     def kill_all(self) -> None:
         for instance in list(self.instances.values()):

@@ -31,6 +31,8 @@ class InstanceSpec:
     #: ``python`` (the built-in runtime under ``interpreter``) or ``custom`` (exec ``argv``).
     runtime_kind: str = "custom"
     interpreter: Path | None = None
+    #: ``none`` (loopback only) or ``egress`` (outside networks, never the host).
+    network: str = "none"
     #: Size cap of the instance's private /tmp, in MiB.
     tmp_mb: int = 512
     #: Labels for logs and process listings.

@@ -28,12 +28,14 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from nimbus.runtimes.registry import BOOTSTRAP
 from nimbus.sandbox import cgroups as cg
 from nimbus.sandbox.base import ExitStatus, InstanceSpec, InstanceView, SandboxError
+from nimbus.sandbox.network import EgressNetwork, NetworkUnavailableError
 from nimbus.sandbox.pidfiles import PidFiles
 from nimbus.sandbox.seccomp import build_filter
 
@@ -42,10 +44,15 @@ ZYGOTE = Path(__file__).with_name("zygote.py")
 TASK_ROOT = "/var/task"
 SOCKET_IN_SANDBOX = "/run/nimbus/runtime.sock"
 RELAY_ADDRESS = "127.0.0.1:9001"
+#: The zygote's whole environment; each instance gets its own from its spawn request.
+ZYGOTE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 #: Host directories an instance sees, read-only (symlinks are recreated as symlinks).
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
 #: Host files from /etc an instance needs (dynamic linker cache, certificates, time zones).
 ETC_FILES = (
+    "/etc/resolv.conf",
+    "/etc/gai.conf",
+    "/etc/host.conf",
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/nsswitch.conf",
@@ -123,6 +130,9 @@ class _Zygote:
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
+                # Not the platform's environment (admin key, secret key...): Python
+                # instances are forks of the zygote and could read it from their stack.
+                env=ZYGOTE_ENV,
             )
         finally:
             theirs.close()
@@ -193,7 +203,7 @@ class _Zygote:
             self._ready.set_exception(SandboxError("the zygote exited during start"))
 
     async def spawn(
-        self, request: dict[str, Any], fds: tuple[int, int]
+        self, request: dict[str, Any], fds: tuple[int, ...]
     ) -> tuple[int, asyncio.Future[dict[str, Any]]]:
         if self._sock is None:
             raise SandboxError("the zygote is not running")
@@ -211,6 +221,11 @@ class _Zygote:
             self._exits.pop(request["id"], None)
             raise SandboxError(f"could not start the sandbox: {msg.get('error')}")
         return int(msg["pid"]), exited
+
+    def go(self, instance_id: str, ok: bool) -> None:
+        """Let an instance that waits for its network continue (or fail, when not ``ok``)."""
+        if self._sock is not None:
+            self._sock.send(json.dumps({"op": "go", "id": instance_id, "ok": ok}).encode())
 
     def stop(self) -> None:
         if self._sock is not None:
@@ -234,7 +249,7 @@ class SandboxedInstance:
         stderr_fd: int,
         exited: asyncio.Future[dict[str, Any]],
         cgroup: cg.InstanceCgroup,
-        release_uid: Any,
+        release: Callable[[], None],
         pidfile: Path,
     ) -> None:
         self._pidfile = pidfile
@@ -243,7 +258,7 @@ class SandboxedInstance:
         self.stderr_fd = stderr_fd
         self._exited = exited
         self._cgroup = cgroup
-        self._release_uid = release_uid
+        self._release = release
         self._closed = False
 
     async def wait(self) -> ExitStatus:
@@ -275,8 +290,25 @@ class SandboxedInstance:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._cgroup.remove()
-        self._release_uid()
+        self._release()
         self._pidfile.unlink(missing_ok=True)
+
+
+async def _wait_readable(fd: int, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await asyncio.wait_for(ready, timeout)
+    except TimeoutError as exc:
+        raise NetworkUnavailableError("the instance did not start its namespaces") from exc
+    finally:
+        loop.remove_reader(fd)
 
 
 class NamespaceSandbox:
@@ -284,7 +316,13 @@ class NamespaceSandbox:
     isolated = True
 
     def __init__(
-        self, run_dir: Path, *, pids_max: int, default_interpreter: Path, cgroup_parent: str
+        self,
+        run_dir: Path,
+        *,
+        pids_max: int,
+        default_interpreter: Path,
+        cgroup_parent: str,
+        egress: EgressNetwork,
     ) -> None:
         layout = cg.detect()
         if layout is None:
@@ -292,6 +330,7 @@ class NamespaceSandbox:
         self._cgroups = cg.Cgroups(cgroup_parent, layout)
         self._fast_migrations = cg.favor_dynamic_migrations(layout)
         self._pidfiles = PidFiles(run_dir)
+        self._network = egress
         self._root_dir = run_dir / "sandbox-root"
         self._root_dir.mkdir(parents=True, exist_ok=True)
         self._pids_max = pids_max
@@ -371,41 +410,68 @@ class NamespaceSandbox:
         os.chown(spec.runtime_socket, uid, uid)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        # The environment goes to the instance in a memfd, not in the request: the zygote
+        # must never hold it, since every instance it forks later inherits its memory.
+        env_fd = os.memfd_create("nimbus-env", os.MFD_CLOEXEC)
+        os.write(env_fd, json.dumps(spec.env).encode())
         request = {
             "op": "spawn",
             "id": spec.instance_id,
             "mode": "python" if python_mode else "exec",
             "argv": list(spec.argv) if not python_mode else [],
-            "env": spec.env,
             "code_dir": str(spec.code_dir),
             "socket": str(spec.runtime_socket),
             "uid": uid,
             "gid": uid,
             "tmp_mb": spec.tmp_mb,
             "relay": not python_mode,
+            "network": spec.network,
             "cgroup_procs": [str(p) for p in cgroup.procs_paths],
         }
+        # egress: the instance writes here once its network namespace exists
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if spec.network == "egress" else (-1, -1)
+        fds = (out_w, err_w, env_fd) + ((ready_w,) if ready_w >= 0 else ())
         try:
-            pid, exited = await zygote.spawn(request, (out_w, err_w))
+            pid, exited = await zygote.spawn(request, fds)
         except (SandboxError, OSError) as exc:
-            for fd in (out_r, err_r):
-                os.close(fd)
+            for fd in (out_r, err_r, ready_r):
+                if fd >= 0:
+                    os.close(fd)
             cgroup.remove()
             self._uids_in_use.discard(uid)
             raise SandboxError(str(exc)) from exc
         finally:
-            os.close(out_w)
-            os.close(err_w)
+            for fd in fds:
+                os.close(fd)
+        lease = None
+        if spec.network == "egress":
+            try:
+                await _wait_readable(ready_r, timeout=10)
+                if os.read(ready_r, 1) != b"1":
+                    raise NetworkUnavailableError("the instance exited while starting")
+                lease = await asyncio.to_thread(self._network.attach, pid)
+            except NetworkUnavailableError as exc:
+                zygote.go(spec.instance_id, False)  # the instance exits without running code
+                for fd in (out_r, err_r):
+                    os.close(fd)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(exited), 2)
+                os.close(ready_r)
+                cgroup.remove()
+                self._uids_in_use.discard(uid)
+                raise SandboxError(f"could not give the instance egress networking: {exc}") from exc
+            os.close(ready_r)
+            zygote.go(spec.instance_id, True)
         os.set_blocking(out_r, False)
         os.set_blocking(err_r, False)
+
+        def release() -> None:
+            self._uids_in_use.discard(uid)
+            if lease is not None:
+                self._network.release(lease)
+
         return SandboxedInstance(
-            pid,
-            out_r,
-            err_r,
-            exited,
-            cgroup,
-            lambda: self._uids_in_use.discard(uid),
-            self._pidfiles.write(spec.instance_id, pid),
+            pid, out_r, err_r, exited, cgroup, release, self._pidfiles.write(spec.instance_id, pid)
         )
 
     def cleanup_stale(self) -> int:
@@ -416,3 +482,4 @@ class NamespaceSandbox:
         for zygote in self._zygotes.values():
             zygote.stop()
         self._zygotes.clear()
+        self._network.close()

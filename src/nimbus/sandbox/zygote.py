@@ -8,8 +8,9 @@ paying for an interpreter start or its imports. Custom runtimes are exec'd
 from the same sandbox set-up.
 
 Protocol: a SOCK_SEQPACKET unix socket whose fd number is the first argument. Each message is one JSON
-object; spawn requests carry the instance's stdout and stderr pipes as
-SCM_RIGHTS. Platform → zygote: ``init`` (once), ``spawn``. Zygote → platform:
+object; spawn requests carry the instance's stdout and stderr pipes and a memfd
+holding its environment as SCM_RIGHTS (the environment, secrets included, never
+passes through the zygote's memory, which later instances inherit). Platform → zygote: ``init`` (once), ``spawn``. Zygote → platform:
 ``ready``, ``spawned`` (host pid of the sandbox init), ``failed``, ``exited``
 (raw wait status of the runtime process).
 
@@ -291,9 +292,15 @@ def _init(req: dict, status_w: int) -> None:
 
 
 # ---- the fork server -----------------------------------------------------------
-def _instance(req: dict, out_fd: int, err_fd: int, status_w: int) -> None:
+def _instance(
+    req: dict, out_fd: int, err_fd: int, env_fd: int, status_w: int, go_r: int, ready_w: int
+) -> None:
     """B, PID 1 of the new PID namespace. Never returns."""
     try:
+        # The environment (secrets included) comes straight from the platform, never
+        # through the zygote, whose memory every later instance inherits.
+        req["env"] = json.loads(os.pread(env_fd, os.fstat(env_fd).st_size, 0))
+        os.close(env_fd)
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
@@ -302,9 +309,20 @@ def _instance(req: dict, out_fd: int, err_fd: int, status_w: int) -> None:
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
         # Nothing of the zygote (its socket, other instances' pipes) stays open in here.
-        os.closerange(3, status_w)
-        os.closerange(status_w + 1, 1 << 16)
+        keep = sorted(fd for fd in (status_w, go_r, ready_w) if fd >= 0)
+        low = 3
+        for fd in keep:
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, 1 << 16)
         _enter_sandbox(req)
+        if ready_w >= 0:  # egress: tell the platform our network namespace exists
+            os.write(ready_w, b"1")
+            os.close(ready_w)
+        if go_r >= 0:  # egress: wait until the platform has set up the link
+            if os.read(go_r, 1) != b"1":
+                raise OSError("the platform could not set up the instance's network")
+            os.close(go_r)
     except BaseException as exc:
         message = f"nimbus sandbox: set-up failed: {exc}"
         os.write(2, (message + "\n").encode())
@@ -317,8 +335,10 @@ def _instance(req: dict, out_fd: int, err_fd: int, status_w: int) -> None:
 
 
 def _spawn(req: dict, fds: list[int]) -> dict:
-    out_fd, err_fd = fds
+    out_fd, err_fd, env_fd = fds[:3]
+    ready_w = fds[3] if len(fds) > 3 else -1  # egress: written once B has its namespaces
     status_r, status_w = os.pipe()
+    go_r, go_w = os.pipe() if req.get("network") == "egress" else (-1, -1)
     try:
         # The next child starts a new PID namespace as its PID 1; then the zygote
         # returns to its own, so every instance gets a namespace of its own.
@@ -329,14 +349,21 @@ def _spawn(req: dict, fds: list[int]) -> dict:
             if pid_is_parent():
                 _check(_libc.setns(STATE["pidns_fd"], CLONE_NEWPID), "setns pid namespace")
         if pid == 0:
-            _instance(req, out_fd, err_fd, status_w)
+            if go_w >= 0:
+                os.close(go_w)
+            _instance(req, out_fd, err_fd, env_fd, status_w, go_r, ready_w)
     except OSError as exc:
-        os.close(status_r)
+        for fd in (status_r, go_w):
+            if fd >= 0:
+                os.close(fd)
         return {"op": "failed", "id": req["id"], "error": str(exc)}
     finally:
         if pid_is_parent():
-            for fd in (out_fd, err_fd, status_w):
-                os.close(fd)
+            for fd in (out_fd, err_fd, env_fd, status_w, go_r, ready_w):
+                if fd >= 0:
+                    os.close(fd)
+    if go_w >= 0:
+        STATE.setdefault("go", {})[req["id"]] = go_w
     os.set_blocking(status_r, False)
     STATE.setdefault("children", {})[pid] = (req["id"], status_r)
     return {"op": "spawned", "id": req["id"], "pid": pid}
@@ -360,6 +387,9 @@ def _reap(ctl: socket.socket) -> None:
         if entry is None:
             continue  # not an instance (nothing else is forked today)
         instance_id, status_r = entry
+        go_w = STATE.get("go", {}).pop(instance_id, None)
+        if go_w is not None:
+            os.close(go_w)
         note = ""
         with contextlib.suppress(BlockingIOError, OSError):
             note = os.read(status_r, 4096).decode()
@@ -417,7 +447,7 @@ def main() -> None:
                     os.read(wake_r, 4096)
                 _reap(ctl)
                 continue
-            data, ancdata, _flags, _addr = ctl.recvmsg(1 << 20, socket.CMSG_SPACE(2 * fd_size))
+            data, ancdata, _flags, _addr = ctl.recvmsg(1 << 20, socket.CMSG_SPACE(3 * fd_size))
             if not data:  # the platform is gone: so are its instances
                 for pid in list(STATE.get("children", {})):
                     with contextlib.suppress(OSError):
@@ -428,7 +458,13 @@ def main() -> None:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds.extend(array.array("i", payload[: len(payload) - len(payload) % fd_size]))
             req = json.loads(data)
-            if req.get("op") == "spawn" and len(fds) == 2:
+            if req.get("op") == "go":
+                go_w = STATE.get("go", {}).pop(req.get("id"), None)
+                if go_w is not None:
+                    with contextlib.suppress(OSError):
+                        os.write(go_w, b"1" if req.get("ok") else b"0")
+                    os.close(go_w)
+            elif req.get("op") == "spawn" and len(fds) in (3, 4):
                 try:
                     _send(ctl, _spawn(req, fds))
                 except OSError as exc:

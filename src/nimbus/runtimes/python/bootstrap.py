@@ -196,8 +196,7 @@ class _Context:
             f"/aws/lambda/{cls.function_name}"
         )
         cls.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME") or (
-            f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{cls.function_version}]"
-            f"{os.getpid():032x}"
+            f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{cls.function_version}]{os.getpid():032x}"
         )
         cls.namespace = env.get("NIMBUS_NAMESPACE") or "default"
         cls.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
