@@ -8,16 +8,22 @@ from pathlib import Path
 
 from nimbus.codestore import CodeStore
 from nimbus.config import Settings
+from nimbus.control.audit import AuditLog
 from nimbus.control.functions import FunctionService
+from nimbus.control.keys import KeyService
+from nimbus.control.namespaces import NamespaceService, default_quotas
 from nimbus.dispatch.directory import FunctionDirectory
 from nimbus.dispatch.dispatcher import Dispatcher
+from nimbus.dispatch.ratelimit import RateLimiter
 from nimbus.errors import UnavailableError
 from nimbus.gateway.auth import KeyRing
 from nimbus.logs.store import LogStore
 from nimbus.pool.manager import PoolManager
 from nimbus.runtimes.registry import RuntimeRegistry, discover
 from nimbus.sandbox.base import Sandbox
+from nimbus.sandbox.network import EgressNetwork
 from nimbus.sandbox.process import ProcessSandbox
+from nimbus.store.secretbox import SecretBox, load_key
 from nimbus.store.sqlite import SqliteStore
 
 log = logging.getLogger("nimbus")
@@ -41,16 +47,19 @@ def make_sandbox(settings: Settings, default_interpreter: Path) -> Sandbox:
         pids_max=settings.pids_max,
         default_interpreter=default_interpreter,
         cgroup_parent=f"nimbus-{digest}",
+        egress=EgressNetwork(digest, settings.egress_subnet),
     )
 
 
 class Platform:
-    """Everything one node runs: store, code, logs, pools, dispatch, control."""
+    """Everything one node runs: store, code, logs, pools, dispatch, control, tenancy."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SqliteStore(settings.db_path)
+        # It holds key hashes, sealed secrets, every log line and all code: owner only.
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        secrets = SecretBox(load_key(settings.data_dir, settings.secret_key))
+        self.store = SqliteStore(settings.db_path, secrets)
         self.codestore = CodeStore(settings.code_dir, settings.package_limits)
         self.registry = RuntimeRegistry(discover())
         interpreter = self.registry.default_python().executable
@@ -64,8 +73,13 @@ class Platform:
             codestore=self.codestore,
             logs=self.logs,
         )
+        self.rates = RateLimiter()
+        self.namespaces = NamespaceService(
+            store=self.store, defaults=default_quotas(settings), pools=self.pools, rates=self.rates
+        )
+        self.namespaces.load()
         self.directory = FunctionDirectory(self.store)
-        self.dispatcher = Dispatcher(self.directory, self.pools)
+        self.dispatcher = Dispatcher(self.directory, self.pools, self.rates)
         self.functions = FunctionService(
             store=self.store,
             codestore=self.codestore,
@@ -73,8 +87,13 @@ class Platform:
             directory=self.directory,
             pools=self.pools,
             logs=self.logs,
+            namespaces=self.namespaces,
         )
-        self.keys = KeyRing(self.store)
+        self.keyring = KeyRing(self.store)
+        self.keys = KeyService(
+            store=self.store, namespaces=self.namespaces, on_revoke=self.keyring.forget
+        )
+        self.audit = AuditLog(self.store)
 
     async def startup(self) -> None:
         stale = self.sandbox.cleanup_stale()

@@ -8,6 +8,7 @@ here reads the process environment on its own, so tests build settings freely.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,9 @@ class Settings:
     tmp_mb: int = 512
     #: Most processes and threads one instance may run (namespaces sandbox).
     pids_max: int = 256
+    #: IPv4 block the /30 links of ``network: egress`` instances come from (namespaces
+    #: sandbox); give each Nimbus server on one host its own.
+    egress_subnet: str = "10.213.0.0/16"
     #: Default cap on concurrent instances of one function version.
     max_instances: int = 10
     #: Calls that may wait for an instance when all are busy, per function version.
@@ -123,9 +127,31 @@ class Settings:
             raise InvalidSettingError(
                 f"unknown sandbox {self.sandbox!r}; choose one of: auto, namespaces, process"
             )
-        for name in ("max_instances", "max_queued"):
+        for name in (
+            "max_instances",
+            "max_queued",
+            "tmp_mb",
+            "pids_max",
+            "max_sync_payload_bytes",
+            "max_log_line_bytes",
+            "max_log_lines_per_function",
+        ):
             if getattr(self, name) < 1:
-                raise InvalidSettingError(f"{name} must be at least 1")
+                raise InvalidSettingError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("queue_timeout_s", "init_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise InvalidSettingError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("keepalive_s", "last_keepalive_s", "shutdown_grace_s"):
+            if getattr(self, name) < 0:
+                raise InvalidSettingError(f"{name} may not be negative, got {getattr(self, name)}")
+        try:
+            subnet = ipaddress.ip_network(self.egress_subnet)
+        except ValueError as exc:
+            raise InvalidSettingError(f"egress_subnet: {exc}") from exc
+        if subnet.version != 4 or subnet.prefixlen > 28:
+            raise InvalidSettingError(
+                f"egress_subnet must be an IPv4 block of /28 or larger, got {self.egress_subnet}"
+            )
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name.startswith("default_quota_") and value is not None and value <= 0:

@@ -49,7 +49,7 @@ class Server:
         self.env = {
             **os.environ,
             "NIMBUS_ADMIN_TOKEN": TOKEN,
-            "NIMBUS_SANDBOX": os.environ.get("NIMBUS_TEST_SANDBOX", "process"),
+            "NIMBUS_SANDBOX": os.environ.get("NIMBUS_TEST_SANDBOX", "auto"),
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

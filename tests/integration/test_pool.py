@@ -77,8 +77,11 @@ def _logged(srv: Server, name: str, message: str) -> bool:
 
 
 def _post(http: httpx.Client, name: str, event: dict[str, Any]) -> httpx.Response:
-    return http.post(f"/v1/functions/{name}/invocations", content=json.dumps(event),
-                     headers={"Content-Type": "application/json"})
+    return http.post(
+        f"/v1/functions/{name}/invocations",
+        content=json.dumps(event),
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def test_cold_then_warm_on_the_same_instance(server: Server) -> None:
@@ -103,8 +106,9 @@ def test_cold_then_warm_on_the_same_instance(server: Server) -> None:
 def test_scale_out_to_max_instances_one_call_each(server: Server) -> None:
     server.deploy("pool-scale", {"app.py": HANDLER}, max_instances=3, timeout_s=10)
     with ThreadPoolExecutor(max_workers=6) as ex:
-        responses = list(ex.map(lambda _: _post(server.http, "pool-scale", {"sleep": 0.5}),
-                                range(6)))
+        responses = list(
+            ex.map(lambda _: _post(server.http, "pool-scale", {"sleep": 0.5}), range(6))
+        )
     assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
     bodies = [r.json() for r in responses]
     assert all(b["status"] == "succeeded" for b in bodies), bodies
@@ -113,8 +117,11 @@ def test_scale_out_to_max_instances_one_call_each(server: Server) -> None:
     assert sum(b["cold_start"] for b in bodies) == 3
     # One call at a time per instance: the calls each instance served never overlap.
     for instance in instances:
-        spans = sorted((b["result"]["start"], b["result"]["end"])
-                       for b in bodies if b["result"]["instance"] == instance)
+        spans = sorted(
+            (b["result"]["start"], b["result"]["end"])
+            for b in bodies
+            if b["result"]["instance"] == instance
+        )
         assert len(spans) == 2, spans
         assert spans[0][1] <= spans[1][0], f"instance {instance} ran two calls at once: {spans}"
 
@@ -128,8 +135,7 @@ def test_cap_holds_while_instances_are_launching(make_server: Any) -> None:
     srv = Server(first.data_dir).start()
     try:
         with ThreadPoolExecutor(max_workers=12) as ex:
-            responses = list(ex.map(lambda _: _post(srv.http, "capped", {"sleep": 0.3}),
-                                    range(12)))
+            responses = list(ex.map(lambda _: _post(srv.http, "capped", {"sleep": 0.3}), range(12)))
         assert [r.status_code for r in responses] == [200] * 12, [r.text for r in responses]
         instances = {r.json()["result"]["instance"] for r in responses}
         assert len(instances) == 3, f"max_instances=3 but {len(instances)} served: {instances}"
@@ -243,27 +249,30 @@ def test_update_drains_old_instance_while_new_calls_use_new(server: Server) -> N
 
 def test_calls_waiting_during_an_update_run_on_the_new_revision(server: Server) -> None:
     # A call waiting for its cold start when the function is updated.
-    server.deploy("pool-requeue-cold", {"app.py": HANDLER}, timeout_s=10,
-                  env={"V": "1", "SLOW_INIT": "1"})
+    server.deploy(
+        "pool-requeue-cold", {"app.py": HANDLER}, timeout_s=10, env={"V": "1", "SLOW_INIT": "1"}
+    )
     # A call queued behind the only (busy) instance when the function is updated.
-    server.deploy("pool-requeue-busy", {"app.py": HANDLER}, max_instances=1, timeout_s=10,
-                  env={"V": "1"})
+    server.deploy(
+        "pool-requeue-busy", {"app.py": HANDLER}, max_instances=1, timeout_s=10, env={"V": "1"}
+    )
     busy = server.invoke("pool-requeue-busy", {})["result"]["instance"]
 
     with ThreadPoolExecutor(max_workers=3) as ex:
         cold = ex.submit(_post, server.http, "pool-requeue-cold", {})
         long = ex.submit(_post, server.http, "pool-requeue-busy", {"sleep": 1.5, "tag": "long"})
-        assert wait_until(lambda: _logged(server, "pool-requeue-cold", "init-started"),
-                          timeout=10)
-        assert wait_until(lambda: _logged(server, "pool-requeue-busy", "started long"),
-                          timeout=10)
+        assert wait_until(lambda: _logged(server, "pool-requeue-cold", "init-started"), timeout=10)
+        assert wait_until(lambda: _logged(server, "pool-requeue-busy", "started long"), timeout=10)
         queued = ex.submit(_post, server.http, "pool-requeue-busy", {})
         time.sleep(0.3)  # lets it queue; if it has not yet, it simply arrives after the update
         for name in ("pool-requeue-cold", "pool-requeue-busy"):
             r = server.http.patch(f"/v1/functions/{name}", json={"env": {"V": "2"}})
             assert r.status_code == 200, r.text
-        answers = {"cold": cold.result(timeout=30), "queued": queued.result(timeout=30),
-                   "long": long.result(timeout=30)}
+        answers = {
+            "cold": cold.result(timeout=30),
+            "queued": queued.result(timeout=30),
+            "long": long.result(timeout=30),
+        }
 
     for what, r in answers.items():
         assert r.status_code == 200, (what, r.text)

@@ -3,6 +3,8 @@
 Each validates everything first and then writes once, so a refused request
 touches nothing, and an interrupted one leaves the old function or the new
 one, never a mix (the code blob is stored before the metadata row points to it).
+The namespace's quotas on functions and code bytes are checked before the
+write, and the audit entry is written in the same transaction as the change.
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ from typing import Any
 
 from nimbus.codestore import CodeStore, StoredPackage
 from nimbus.codestore.package import handler_file_candidates
+from nimbus.control.namespaces import NamespaceService
 from nimbus.dispatch.directory import FunctionDirectory
+from nimbus.domain.audit import Actor, AuditAction, AuditEntry
 from nimbus.domain.function import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
     FunctionConfig,
+    function_not_found,
     validate_name,
     validate_settings,
 )
-from nimbus.errors import FunctionNotFoundError, HandlerMissingError, ValidationError
+from nimbus.domain.quota import check_function_change
+from nimbus.errors import HandlerMissingError, ValidationError
 from nimbus.logs.store import LogStore
 from nimbus.pool.manager import PoolManager
 from nimbus.runtimes.registry import RuntimeRegistry
@@ -44,6 +50,8 @@ class FunctionChanges:
     env: dict[str, str] = _UNSET
     description: str = _UNSET
     max_instances: int | None = _UNSET
+    secret_env: dict[str, str] = _UNSET
+    network: str = _UNSET
 
     def given(self) -> dict[str, Any]:
         return {
@@ -63,7 +71,9 @@ class FunctionService:
         directory: FunctionDirectory,
         pools: PoolManager,
         logs: LogStore,
+        namespaces: NamespaceService,
     ) -> None:
+        self._namespaces = namespaces
         self._store = store
         self._codestore = codestore
         self._registry = registry
@@ -82,18 +92,24 @@ class FunctionService:
         return await asyncio.to_thread(self._store.list_functions, namespace)
 
     async def put(
-        self, namespace: str, name: str, changes: FunctionChanges, *, replace: bool
+        self,
+        namespace: str,
+        name: str,
+        changes: FunctionChanges,
+        *,
+        replace: bool,
+        actor: Actor | None = None,
     ) -> tuple[FunctionConfig, bool]:
         """Create or change a function. ``replace``: fields not given take their defaults
-        (PUT); otherwise they keep their current values (PATCH, which needs the function)."""
+        (PUT); otherwise they keep their current values (PATCH, which needs the function).
+        ``actor``: who asked, for the audit trail."""
         validate_name(name)
         async with self._lock:
+            quotas = self._namespaces.get(namespace).quotas
             current = await asyncio.to_thread(self._store.get_function, namespace, name)
             given = changes.given()
             if current is None and not replace:
-                raise FunctionNotFoundError(
-                    f"function {name!r} does not exist; create it with PUT or `nimbus deploy`"
-                )
+                raise function_not_found(name)
             if current is None or replace:
                 missing = [f for f in ("runtime", "handler", "code_sha256") if f not in given]
                 if missing:
@@ -114,7 +130,22 @@ class FunctionService:
             config = dataclasses.replace(config, code_size=await self._check(config))
             if current is not None and _same_settings(current, config):
                 return current, False
-            stored, created = await asyncio.to_thread(self._store.save_function, config)
+            usage = await self._namespaces.usage(namespace)
+            check_function_change(
+                namespace,
+                quotas,
+                usage,
+                creating=current is None,
+                old_code_bytes=current.code_size if current is not None else 0,
+                new_code_bytes=config.code_size,
+            )
+            entry = None
+            if actor is not None:
+                action = (
+                    AuditAction.FUNCTION_CREATE if current is None else AuditAction.FUNCTION_UPDATE
+                )
+                entry = AuditEntry(actor, namespace, action, name, _change_details(current, config))
+            stored, created = await asyncio.to_thread(self._store.save_function, config, entry)
         self._directory.put(stored)
         if not created:
             self._pools.retire(namespace, name)
@@ -131,6 +162,8 @@ class FunctionService:
             env=config.env,
             description=config.description,
             max_instances=config.max_instances,
+            secret_env=config.secret_env,
+            network=config.network,
         )
         manifest = await asyncio.to_thread(self._codestore.manifest, config.code_sha256)
         candidates = handler_file_candidates(runtime.kind, config.handler)
@@ -150,26 +183,40 @@ class FunctionService:
             )
         return self._codestore.blob_path(config.code_sha256).stat().st_size
 
-    async def delete(self, namespace: str, name: str) -> None:
+    async def delete(self, namespace: str, name: str, *, actor: Actor | None = None) -> None:
         validate_name(name)
+        entry = AuditEntry(actor, namespace, AuditAction.FUNCTION_DELETE, name) if actor else None
         async with self._lock:
-            deleted = await asyncio.to_thread(self._store.delete_function, namespace, name)
+            deleted = await asyncio.to_thread(self._store.delete_function, namespace, name, entry)
         if not deleted:
-            raise FunctionNotFoundError(f"function {name!r} does not exist")
+            raise function_not_found(name)
         self._directory.remove(namespace, name)
         self._pools.retire(namespace, name)
         await asyncio.to_thread(self._logs.delete_function, namespace, name)
 
 
+_SETTINGS = (
+    "runtime",
+    "handler",
+    "code_sha256",
+    "memory_mb",
+    "timeout_s",
+    "env",
+    "description",
+    "max_instances",
+    "secret_env",
+    "network",
+)
+
+
 def _same_settings(a: FunctionConfig, b: FunctionConfig) -> bool:
-    fields = (
-        "runtime",
-        "handler",
-        "code_sha256",
-        "memory_mb",
-        "timeout_s",
-        "env",
-        "description",
-        "max_instances",
-    )
-    return all(getattr(a, f) == getattr(b, f) for f in fields)
+    return all(getattr(a, f) == getattr(b, f) for f in _SETTINGS)
+
+
+def _change_details(old: FunctionConfig | None, new: FunctionConfig) -> dict[str, Any]:
+    """What changed, for the audit trail: field names, never values of env or secrets."""
+    changed = [f for f in _SETTINGS if old is None or getattr(old, f) != getattr(new, f)]
+    details: dict[str, Any] = {"changed": changed, "code_sha256": new.code_sha256}
+    if "secret_env" in changed:
+        details["secret_env_keys"] = sorted(new.secret_env)
+    return details

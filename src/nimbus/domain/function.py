@@ -19,6 +19,10 @@ MAX_DESCRIPTION_CHARS = 256
 RESERVED_ENV_PREFIXES = ("AWS_LAMBDA_", "NIMBUS_", "LAMBDA_", "SCF_", "_HANDLER")
 DEFAULT_MEMORY_MB = 128
 DEFAULT_TIMEOUT_S = 3
+#: ``none``: the instance reaches only its Runtime API. ``egress``: also outside networks
+#: (never the host, the platform or other instances).
+NETWORK_MODES = ("none", "egress")
+DEFAULT_NETWORK = "none"
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class FunctionConfig:
     max_instances: int | None = None
     #: Set in instances like ``env``; encrypted at rest and never shown by the API.
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    network: str = DEFAULT_NETWORK
     revision: int = 1
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -79,6 +84,7 @@ def validate_settings(
     description: str,
     max_instances: int | None,
     secret_env: dict[str, str] | None = None,
+    network: str = DEFAULT_NETWORK,
 ) -> None:
     """Raise :class:`InvalidSettingError` naming the first setting out of range."""
     lo, hi = MEMORY_MB_RANGE
@@ -93,6 +99,10 @@ def validate_settings(
             raise InvalidSettingError(
                 f"max_instances must be between {lo} and {hi}, got {max_instances}"
             )
+    if network not in NETWORK_MODES:
+        raise InvalidSettingError(
+            f"network must be one of {', '.join(NETWORK_MODES)}, got {network!r}"
+        )
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise InvalidSettingError(f"description is longer than {MAX_DESCRIPTION_CHARS} characters")
     secret_env = secret_env or {}
@@ -101,12 +111,15 @@ def validate_settings(
         raise InvalidSettingError(
             f"{', '.join(both)} set both in env and in secret_env; keep each name in one of them"
         )
-    size = _check_env(env, "environment variable") + _check_env(secret_env, "secret variable")
-    if size > MAX_ENV_BYTES:
-        raise InvalidSettingError(
-            f"environment variables (env and secret_env together) take {size} bytes; "
-            f"the limit is {MAX_ENV_BYTES}"
-        )
+    for values, field_name, what in (
+        (env, "env", "environment variable"),
+        (secret_env, "secret_env", "secret variable"),
+    ):
+        size = _check_env(values, what)
+        if size > MAX_ENV_BYTES:
+            raise InvalidSettingError(
+                f"{what}s ({field_name}) take {size} bytes; the limit is {MAX_ENV_BYTES}"
+            )
 
 
 def _check_env(env: dict[str, str], what: str) -> int:

@@ -3,39 +3,83 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from nimbus.domain.function import FunctionConfig
+from nimbus.domain.audit import AuditRecord
+from nimbus.domain.function import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT_S,
+    MAX_DESCRIPTION_CHARS,
+    MAX_INSTANCES_RANGE,
+    MEMORY_MB_RANGE,
+    NAME_RE,
+    TIMEOUT_S_RANGE,
+    FunctionConfig,
+)
+from nimbus.domain.keys import ApiKey
+from nimbus.domain.namespace import Namespace, NamespaceUsage
+
+#: A function or namespace name in a path: 1-64 letters, digits, '-' or '_', from a letter.
+Name = Annotated[
+    str,
+    Path(
+        pattern=NAME_RE.pattern,
+        description="1-64 letters, digits, '-' or '_', starting with a letter",
+    ),
+]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_RUNTIME_DOC = "python3.11, another python3.X found on the machine (GET /v1/runtimes), or custom"
+_HANDLER_DOC = "module.function for Python; anything for custom"
+_SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_NETWORK_DOC = (
+    "none (default): the instance reaches only its Runtime API; "
+    "egress: it may also reach outside networks, never the host or other instances"
+)
+Network = Literal["none", "egress"]
+
+
 class FunctionPut(_Strict):
-    runtime: str = Field(
-        description="python3.11, another python3.X found on the machine, or custom"
-    )
-    handler: str = Field(description="module.function for Python; anything for custom")
-    code_sha256: str = Field(description="hash returned by PUT /v1/code")
-    memory_mb: int = 128
-    timeout_s: int = 3
+    runtime: str = Field(description=_RUNTIME_DOC)
+    handler: str = Field(min_length=1, max_length=256, description=_HANDLER_DOC)
+    code_sha256: str = Field(pattern=_SHA256_PATTERN, description="hash returned by PUT /v1/code")
+    memory_mb: int = Field(default=DEFAULT_MEMORY_MB, ge=MEMORY_MB_RANGE[0], le=MEMORY_MB_RANGE[1])
+    timeout_s: int = Field(default=DEFAULT_TIMEOUT_S, ge=TIMEOUT_S_RANGE[0], le=TIMEOUT_S_RANGE[1])
     env: dict[str, str] = Field(default_factory=dict)
-    description: str = ""
-    max_instances: int | None = None
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
+    max_instances: int | None = Field(
+        default=None, ge=MAX_INSTANCES_RANGE[0], le=MAX_INSTANCES_RANGE[1]
+    )
+    network: Network = Field(default="none", description=_NETWORK_DOC)
+    secret_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables stored encrypted and never shown again "
+        "(responses list only their names in secret_env_keys)",
+    )
 
 
 class FunctionPatch(_Strict):
-    runtime: str | None = None
-    handler: str | None = None
-    code_sha256: str | None = None
-    memory_mb: int | None = None
-    timeout_s: int | None = None
+    runtime: str | None = Field(default=None, description=_RUNTIME_DOC)
+    handler: str | None = Field(default=None, min_length=1, max_length=256)
+    code_sha256: str | None = Field(default=None, pattern=_SHA256_PATTERN)
+    memory_mb: int | None = Field(default=None, ge=MEMORY_MB_RANGE[0], le=MEMORY_MB_RANGE[1])
+    timeout_s: int | None = Field(default=None, ge=TIMEOUT_S_RANGE[0], le=TIMEOUT_S_RANGE[1])
     env: dict[str, str] | None = None
-    description: str | None = None
-    max_instances: int | None = None
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    max_instances: int | None = Field(
+        default=None, ge=MAX_INSTANCES_RANGE[0], le=MAX_INSTANCES_RANGE[1]
+    )
+    network: Network | None = Field(default=None, description=_NETWORK_DOC)
+    secret_env: dict[str, str] | None = Field(
+        default=None, description="Replaces the whole secret map when given"
+    )
 
 
 class FunctionOut(BaseModel):
@@ -50,6 +94,8 @@ class FunctionOut(BaseModel):
     env: dict[str, str]
     description: str
     max_instances: int | None
+    network: str
+    secret_env_keys: list[str] = Field(description="Names of the secret variables (never values)")
     revision: int
     created_at: datetime | None
     updated_at: datetime | None
@@ -68,6 +114,8 @@ class FunctionOut(BaseModel):
             env=c.env,
             description=c.description,
             max_instances=c.max_instances,
+            network=c.network,
+            secret_env_keys=sorted(c.secret_env),
             revision=c.revision,
             created_at=c.created_at,
             updated_at=c.updated_at,
@@ -124,6 +172,140 @@ class LogLineOut(BaseModel):
 
 class LogsOut(BaseModel):
     lines: list[LogLineOut]
+
+
+# ---- namespaces ----------------------------------------------------------------
+
+_QUOTA_DOCS = {
+    "max_functions": "Functions the namespace may hold (null: unlimited)",
+    "max_code_bytes": "Total bytes of its functions' code packages (null: unlimited)",
+    "max_concurrent_instances": "Instances of all its functions at once (null: unlimited)",
+    "max_requests_per_s": "Invocations per second, bursts of twice that (null: unlimited)",
+}
+
+
+class QuotasIn(_Strict):
+    """Quotas to set; a quota left out keeps its value (create: the server default)."""
+
+    max_functions: int | None = Field(
+        default=None, gt=0, le=1_000_000, description=_QUOTA_DOCS["max_functions"]
+    )
+    max_code_bytes: int | None = Field(
+        default=None, gt=0, le=2**53, description=_QUOTA_DOCS["max_code_bytes"]
+    )
+    max_concurrent_instances: int | None = Field(
+        default=None, gt=0, le=100_000, description=_QUOTA_DOCS["max_concurrent_instances"]
+    )
+    max_requests_per_s: float | None = Field(
+        default=None, gt=0, le=1e9, description=_QUOTA_DOCS["max_requests_per_s"]
+    )
+
+
+class NamespaceCreate(QuotasIn):
+    name: str = Field(
+        pattern=NAME_RE.pattern,
+        description="1-64 letters, digits, '-' or '_', starting with a letter",
+    )
+
+
+class QuotasOut(BaseModel):
+    max_functions: int | None
+    max_code_bytes: int | None
+    max_concurrent_instances: int | None
+    max_requests_per_s: float | None
+
+
+class UsageOut(BaseModel):
+    functions: int
+    code_bytes: int
+    instances: int = Field(description="Instances running now (starting ones included)")
+
+
+class NamespaceOut(BaseModel):
+    name: str
+    created_at: datetime | None
+    quotas: QuotasOut
+    usage: UsageOut | None = None
+
+    @classmethod
+    def of(cls, n: Namespace, usage: NamespaceUsage | None = None) -> NamespaceOut:
+        return cls(
+            name=n.name,
+            created_at=n.created_at,
+            quotas=QuotasOut(**n.quotas.to_dict()),
+            usage=UsageOut(**usage.__dict__) if usage is not None else None,
+        )
+
+
+class NamespaceList(BaseModel):
+    namespaces: list[NamespaceOut]
+
+
+# ---- keys ----------------------------------------------------------------------
+
+
+class KeyCreate(_Strict):
+    namespace: str | None = Field(
+        default=None,
+        pattern=NAME_RE.pattern,
+        description="Default: the namespace the call acts in",
+    )
+    role: Literal["admin", "developer", "invoker"]
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="What the key is for, e.g. ci-deploy (1-128 printable characters)",
+    )
+
+
+class KeyOut(BaseModel):
+    id: str
+    namespace: str
+    role: str = Field(description="admin, developer or invoker")
+    name: str
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, k: ApiKey) -> KeyOut:
+        return cls(
+            id=k.id,
+            namespace=k.namespace,
+            role=k.role.value,
+            name=k.name,
+            created_at=k.created_at,
+        )
+
+
+class KeyCreated(KeyOut):
+    secret: str = Field(description="The API key itself: shown only in this answer")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
+# ---- audit ---------------------------------------------------------------------
+
+
+class AuditOut(BaseModel):
+    id: int
+    ts: datetime
+    key_id: str
+    key_name: str
+    role: str
+    namespace: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, r: AuditRecord) -> AuditOut:
+        return cls(**r.__dict__)
+
+
+class AuditList(BaseModel):
+    entries: list[AuditOut]
 
 
 class ErrorBody(BaseModel):
