@@ -60,6 +60,9 @@ class Settings:
     init_timeout_s: float = 10.0
     #: On SIGTERM, how long in-flight calls may take to finish.
     shutdown_grace_s: float = 10.0
+    #: How long a client may take to send a request line after connecting, all headers
+    #: of a request, or the next piece of a body; then it is disconnected.
+    client_timeout_s: float = 30.0
     #: Largest synchronous invocation payload, in bytes (as Lambda: 6 MB).
     max_sync_payload_bytes: int = 6 * 1024 * 1024
     #: Longest stored log line; longer lines are cut and marked.
@@ -138,7 +141,7 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("queue_timeout_s", "init_timeout_s"):
+        for name in ("queue_timeout_s", "init_timeout_s", "client_timeout_s"):
             if getattr(self, name) <= 0:
                 raise InvalidSettingError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("keepalive_s", "last_keepalive_s", "shutdown_grace_s"):

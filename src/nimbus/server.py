@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sys
 
@@ -12,6 +13,7 @@ from nimbus.app import Platform
 from nimbus.config import Settings
 from nimbus.errors import NimbusError
 from nimbus.gateway.app import create_app
+from nimbus.gateway.protocol import guarded_protocol
 
 
 def _banner(settings: Settings, platform: Platform, new_secret: str | None) -> str:
@@ -33,6 +35,13 @@ def _banner(settings: Settings, platform: Platform, new_secret: str | None) -> s
     return "\n".join(lines)
 
 
+def _raise_open_files_limit() -> None:
+    """Every connection and instance holds descriptors: take all the system allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def serve_forever(settings: Settings) -> None:
     logging.basicConfig(
         level=logging.INFO,
@@ -46,12 +55,13 @@ def serve_forever(settings: Settings) -> None:
         raise SystemExit(2) from exc
     new_secret = platform.keys.ensure_admin(settings.admin_token)
     print(_banner(settings, platform, new_secret), flush=True)
+    _raise_open_files_limit()
     config = uvicorn.Config(
         create_app(platform),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(settings.client_timeout_s),
         lifespan="on",
         access_log=False,
         log_level="warning",

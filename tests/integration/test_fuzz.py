@@ -7,6 +7,7 @@ ones. A refused request must be a 4xx with our error shape.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,7 +62,7 @@ def _fuzz_operation(operation: Any, base_url: str, headers: dict[str, str]) -> N
     )
 
     @settings(
-        max_examples=25,
+        max_examples=int(os.environ.get("NIMBUS_FUZZ_EXAMPLES", "25")),
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from nimbus import __version__
 from nimbus.errors import (
@@ -77,6 +78,12 @@ def create_app(platform: "Platform") -> FastAPI:
                 problems.append(problem)
         message = "; ".join(problems) or "invalid request"
         return _error(400, _validation_code(request, errors), message)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # The client left (or was cut off for being too slow) before its body was in:
+        # nothing was stored, and nobody will read this answer.
+        return _error(400, "Request.Incomplete", "the client disconnected before the request ended")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

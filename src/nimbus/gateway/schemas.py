@@ -254,7 +254,7 @@ class KeyCreate(_Strict):
     name: str = Field(
         min_length=1,
         max_length=128,
-        pattern=r"^[^\x00-\x1f]+$",
+        pattern=r"^[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*$",
         description="What the key is for, e.g. ci-deploy (1-128 printable characters)",
     )
 
