@@ -74,6 +74,9 @@ class Results:
     cold_client_ms: list[float] = field(default_factory=list)
     cold_init_ms: list[float] = field(default_factory=list)
     cold_not_cold: int = 0
+    #: The same cold starts with ``--sandbox process`` (no isolation), for the sandbox's cost.
+    process_cold_client_ms: list[float] = field(default_factory=list)
+    process_cold_init_ms: list[float] = field(default_factory=list)
     idle_instances: int = 0
     idle_unique_bytes: int = 0
     server_unique_bytes: int = 0
@@ -287,8 +290,19 @@ def warm_load(
     return out
 
 
-def cold_starts(server: NimbusServer, plan: Plan, sha256: str, results: Results) -> None:
-    """Deploy ``plan.cold_n`` fresh functions; time each one's first invoke."""
+def cold_starts(
+    server: NimbusServer,
+    plan: Plan,
+    sha256: str,
+    results: Results,
+    *,
+    client_ms: list[float] | None = None,
+    init_ms: list[float] | None = None,
+) -> None:
+    """Deploy ``plan.cold_n`` fresh functions; time each one's first invoke (into
+    ``client_ms``/``init_ms``, by default the results' main cold-start lists)."""
+    client_ms = results.cold_client_ms if client_ms is None else client_ms
+    init_ms = results.cold_init_ms if init_ms is None else init_ms
     with api_client(server.url) as client:
         done = 0
         while done < plan.cold_n:
@@ -297,9 +311,9 @@ def cold_starts(server: NimbusServer, plan: Plan, sha256: str, results: Results)
                 deploy(client, name, sha256)
                 started = time.monotonic()
                 out = invoke(client, name)
-                results.cold_client_ms.append((time.monotonic() - started) * 1000)
+                client_ms.append((time.monotonic() - started) * 1000)
                 if out.get("cold_start") and out.get("init_duration_ms") is not None:
-                    results.cold_init_ms.append(float(out["init_duration_ms"]))
+                    init_ms.append(float(out["init_duration_ms"]))
                 else:
                     results.cold_not_cold += 1
             # Deleting retires the pools, so the server never holds more than
@@ -397,6 +411,24 @@ def tables(plan: Plan, r: Results, smoke: bool) -> list[Table]:
         + (f"; {r.cold_not_cold} calls were not cold" if r.cold_not_cold else ""),
     )
     summary.add("cold start, init_duration p99", f"{ms(percentile(r.cold_init_ms, 99))} ms", "")
+    if r.process_cold_client_ms:
+        bare_p50 = percentile(r.process_cold_client_ms, 50)
+        summary.add(
+            "cold start without isolation, client p50",
+            f"{ms(bare_p50)} ms",
+            f"the same, --sandbox process (plain exec, no zygote), n={len(r.process_cold_client_ms)}",
+        )
+        summary.add(
+            "cold start without isolation, init_duration p50",
+            f"{ms(percentile(r.process_cold_init_ms, 50))} ms",
+            "",
+        )
+        summary.add(
+            "sandbox's cold-start cost, client p50",
+            f"{percentile(r.cold_client_ms, 50) - bare_p50:+.2f} ms",
+            "default sandbox minus process backend (negative: the zygote more than pays "
+            "for the namespaces)",
+        )
     runs = ", ".join(f"{v:.0f}" for v in r.startup_ms)
     summary.add(
         "serve startup",
@@ -473,6 +505,27 @@ def bench(args: argparse.Namespace, plan: Plan, children: procs.Children, work: 
     results.warm = warm_load(children, work, plan, baseline_url, server.url)
     cold_starts(server, plan, sha256, results)
     server.stop()
+    if args.sandbox != "process":
+        # The same cold starts without isolation: what the sandbox adds.
+        log("cold starts again with --sandbox process (no isolation), for comparison")
+        bare = NimbusServer(children, work, "process", "process")
+        bare.start()
+        with api_client(bare.url) as client:
+            sha = check(
+                client.put(
+                    "/v1/code", content=hello_zip(), headers={"Content-Type": "application/zip"}
+                ),
+                201,
+            )["sha256"]
+        cold_starts(
+            bare,
+            plan,
+            sha,
+            results,
+            client_ms=results.process_cold_client_ms,
+            init_ms=results.process_cold_init_ms,
+        )
+        bare.stop()
     return results
 
 
