@@ -49,7 +49,7 @@ class Settings:
     #: Default cap on concurrent instances of one function version.
     max_instances: int = 10
     #: Calls that may wait for an instance when all are busy, per function version.
-    max_queued: int = 100
+    max_queued: int = 1000
     #: How long a call may wait for a free instance before it is throttled.
     queue_timeout_s: float = 10.0
     #: Idle instances beyond the last one are released after this long.

@@ -12,7 +12,7 @@ import uvicorn
 from nimbus.app import Platform
 from nimbus.config import Settings
 from nimbus.errors import NimbusError
-from nimbus.gateway.app import create_app
+from nimbus.gateway.app import create_asgi
 from nimbus.gateway.protocol import guarded_protocol
 
 
@@ -57,12 +57,13 @@ def serve_forever(settings: Settings) -> None:
     print(_banner(settings, platform, new_secret), flush=True)
     _raise_open_files_limit()
     config = uvicorn.Config(
-        create_app(platform),
+        create_asgi(platform),
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         http=guarded_protocol(settings.client_timeout_s),
         lifespan="on",
+        proxy_headers=False,  # nothing here reads the client address; trust no header
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),

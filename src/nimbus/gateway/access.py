@@ -91,16 +91,28 @@ class Access:
             x_nimbus_namespace: NamespaceHeader = None,
             namespace: NamespaceQuery = None,
         ) -> Scope:
-            key = await self.caller(authorization)
-            placement = self._placed(key, requested_namespace(x_nimbus_namespace, namespace))
-            if not placement.visible:
-                if key.role is Role.ADMIN:
-                    raise namespace_not_found(placement.namespace)
-                raise function_not_found(name)
-            require(key, permission)
-            return Scope(key, placement.namespace)
+            return await self.function_scope(
+                name, permission, authorization, requested_namespace(x_nimbus_namespace, namespace)
+            )
 
         return dependency
+
+    async def function_scope(
+        self,
+        name: str,
+        permission: Permission,
+        authorization: str | None,
+        requested: str | None,
+    ) -> Scope:
+        """The check of :meth:`on_function`, callable without FastAPI (the invoke path)."""
+        key = await self.caller(authorization)
+        placement = self._placed(key, requested)
+        if not placement.visible:
+            if key.role is Role.ADMIN:
+                raise namespace_not_found(placement.namespace)
+            raise function_not_found(name)
+        require(key, permission)
+        return Scope(key, placement.namespace)
 
     def with_permission(self, permission: Permission) -> Callable[..., Awaitable[ApiKey]]:
         """For routes that are not inside one namespace (runtimes, admin routes)."""

@@ -27,6 +27,7 @@ from nimbus.errors import (
 )
 from nimbus.gateway import routes_functions, routes_tenancy
 from nimbus.gateway.access import Access
+from nimbus.gateway.invoke import InvokeFastPath
 
 if TYPE_CHECKING:
     from nimbus.app import Platform
@@ -40,6 +41,21 @@ def _error(
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
+
+
+def error_response(exc: NimbusError) -> JSONResponse:
+    headers = None
+    if getattr(exc, "retry_after_s", None) is not None:
+        headers = {"Retry-After": str(exc.retry_after_s)}  # type: ignore[attr-defined]
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+
+
+def create_asgi(platform: "Platform") -> InvokeFastPath:
+    """What ``nimbus serve`` runs: the app behind the invoke fast path, which skips
+    FastAPI's middleware, routing and dependency solving for warm calls (same checks,
+    same answers; the FastAPI route stays for the OpenAPI document and invalid names)."""
+    app = create_app(platform)
+    return InvokeFastPath(app, platform=platform, access=Access(platform), on_error=error_response)
 
 
 def create_app(platform: "Platform") -> FastAPI:
@@ -62,10 +78,7 @@ def create_app(platform: "Platform") -> FastAPI:
 
     @app.exception_handler(NimbusError)
     async def nimbus_error(_request: Request, exc: NimbusError) -> JSONResponse:
-        headers = None
-        if getattr(exc, "retry_after_s", None) is not None:
-            headers = {"Retry-After": str(exc.retry_after_s)}  # type: ignore[attr-defined]
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
