@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= .nimbus
 
-.PHONY: setup run test unit integration check lint typecheck bench bench-smoke clean
+.PHONY: setup run test unit integration check lint typecheck bench bench-smoke bench-density clean
 
 setup:
 	@bash scripts/setup.sh
@@ -36,6 +36,9 @@ bench: setup
 
 bench-smoke: setup
 	$(PY) bench/run.py --smoke
+
+bench-density: setup
+	$(PY) bench/density.py
 
 clean:
 	rm -rf $(VENV) .nimbus .pytest_cache .mypy_cache .ruff_cache
