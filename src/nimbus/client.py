@@ -24,11 +24,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-import httpx
-
 from nimbus import __version__
 
 if TYPE_CHECKING:
+    import httpx  # loaded lazily in the methods: `nimbus serve` never needs it
     from _typeshed import DataclassInstance
 
 _D = TypeVar("_D", bound="DataclassInstance")
@@ -272,6 +271,8 @@ class NimbusClient:
         transport: httpx.BaseTransport | None = None,
         timeout_s: float = 30.0,
     ) -> None:
+        import httpx
+
         self.base_url = base_url.rstrip("/")
         self.namespace = namespace
         headers = {"User-Agent": f"nimbus-client/{__version__}"}
@@ -308,6 +309,7 @@ class NimbusClient:
         self, package: bytes, on_progress: Callable[[int], None] | None = None
     ) -> CodeUpload:
         """Store a zip package; ``on_progress(n)`` is called as each chunk of n bytes is sent."""
+        import httpx
 
         def chunks() -> Iterator[bytes]:
             for start in range(0, len(package), UPLOAD_CHUNK_BYTES):
@@ -358,6 +360,8 @@ class NimbusClient:
 
     def invoke(self, name: str, event: Any, *, log_tail: bool = False) -> Invocation:
         """Run the function synchronously; a handler failure is a result, not an exception."""
+        import httpx
+
         headers = {"Content-Type": "application/json"}
         if log_tail:
             headers["X-Nimbus-Log-Type"] = "Tail"
@@ -392,6 +396,8 @@ class NimbusClient:
         limit: int | None = None,
     ) -> Generator[LogLine, None, None]:
         """Backlog then new lines, until the server ends the stream; ``close()`` it to stop."""
+        import httpx
+
         params = {**_log_params(request_id, since, limit), "follow": "true"}
         path = _function_path(name) + "/logs"
         timeout = httpx.Timeout(None, connect=5.0)
@@ -481,6 +487,8 @@ class NimbusClient:
         return data
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -490,6 +498,8 @@ class NimbusClient:
         return response
 
     def _transport_error(self, exc: httpx.TransportError) -> NimbusClientError:
+        import httpx
+
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
             return NimbusUnreachableError(
                 f"cannot reach the Nimbus server at {self.base_url} ({exc}). "
