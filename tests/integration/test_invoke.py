@@ -1,12 +1,39 @@
-"""Synchronous invocation: results, context, and every kind of function failure."""
+"""Synchronous invocation: results, context, and every kind of function failure.
+
+Every test here runs twice: under the default sandbox and under the plain
+``process`` backend, which stays supported for development machines.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+
+import pytest
 
 from tests.integration.harness import NIMBUS, TOKEN, Server, instance_pids, wait_until
+
+
+@pytest.fixture(scope="module", params=["default-sandbox", "process-sandbox"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    env = {"NIMBUS_SANDBOX": "process"} if request.param == "process-sandbox" else {}
+    srv = Server(tmp_path_factory.mktemp(request.param) / "data", env).start()
+    yield srv
+    srv.stop()
+    srv.close()
+
+
+def test_banner_names_the_backend_and_warns_without_isolation(server: Server) -> None:
+    banner = server.log_path.read_text()
+    if server.env.get("NIMBUS_SANDBOX") == "process":
+        assert "sandbox: process" in banner and "NOT isolated" in banner, banner
+    else:
+        assert "sandbox: namespaces" in banner and "NOT isolated" not in banner, banner
+
 
 CONTEXT = """
 import os, time, uuid
