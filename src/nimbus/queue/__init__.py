@@ -1,0 +1,1 @@
+"""Durable queue of asynchronous invocations: enqueue, lease, ack, retry, dead letters."""
