@@ -1,0 +1,1 @@
+"""Event sources that start invocations: HTTP function URLs, timers, storage, queues."""
