@@ -12,6 +12,7 @@ from nimbus.control.audit import AuditLog
 from nimbus.control.functions import FunctionService
 from nimbus.control.keys import KeyService
 from nimbus.control.namespaces import NamespaceService, default_quotas
+from nimbus.control.versions import VersionService
 from nimbus.dispatch.directory import FunctionDirectory
 from nimbus.dispatch.dispatcher import Dispatcher
 from nimbus.dispatch.ratelimit import RateLimiter
@@ -89,6 +90,7 @@ class Platform:
             logs=self.logs,
             namespaces=self.namespaces,
         )
+        self.versions = VersionService(store=self.store, directory=self.directory, pools=self.pools)
         self.keyring = KeyRing(self.store)
         self.keys = KeyService(
             store=self.store, namespaces=self.namespaces, on_revoke=self.keyring.forget
@@ -102,6 +104,7 @@ class Platform:
         self.logs.start()
         self.pools.start()
         await self.sandbox.prepare()
+        await self.versions.load()  # provisioned instances start again
 
     async def shutdown(self) -> None:
         await self.pools.shutdown(self.settings.shutdown_grace_s)

@@ -6,6 +6,9 @@ Shared by the ``nimbus`` CLI and by SDK users::
         upload = client.upload_code(zip_bytes)
         client.put_function("hello", FunctionSpec("python3.11", "app.handler", upload.sha256))
         outcome = client.invoke("hello", {"name": "world"})
+        version, _new = client.publish_version("hello")
+        client.put_alias("hello", "prod", int(version.version))
+        outcome = client.invoke("hello", {"name": "world"}, qualifier="prod")
 
 Exceptions::
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 _D = TypeVar("_D", bound="DataclassInstance")
 
 __all__ = [
+    "Alias",
     "ApiError",
     "ApiKey",
     "AuditEntry",
@@ -48,9 +52,14 @@ __all__ = [
     "NimbusClient",
     "NimbusClientError",
     "NimbusUnreachableError",
+    "Provisioned",
+    "ProvisionedVersion",
     "Quotas",
     "Runtime",
 ]
+
+#: The qualifier of a function's editable head (as opposed to a published version).
+LATEST = "$LATEST"
 
 #: Header naming the namespace a call acts in (admin keys; other keys use their own).
 NAMESPACE_HEADER = "X-Nimbus-Namespace"
@@ -111,6 +120,8 @@ class FunctionSpec:
     max_instances: int | None = None
     #: Stored encrypted; never returned (see ``Function.secret_env_keys``).
     secret_env: dict[str, str] | None = field(default=None, repr=False)
+    #: ``none`` (the server's default) or ``egress``.
+    network: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The request body: unset optional fields are left out (server defaults apply)."""
@@ -135,6 +146,75 @@ class Function:
     updated_at: str
     #: Names of its secret environment variables (their values are never returned).
     secret_env_keys: list[str] = field(default_factory=list)
+    #: ``none`` or ``egress``.
+    network: str = "none"
+    #: Cap on the function's concurrent instances, all versions together (0: disabled;
+    #: None: no cap of its own). The same on the head and on every version.
+    reserved_concurrency: int | None = None
+    #: ``$LATEST`` for the editable head, else the published version's number.
+    version: str = LATEST
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A name (``prod``) for a published version, optionally sharing calls with one other."""
+
+    name: str
+    function: str
+    version: int
+    #: Other version → the share of calls (0 < weight < 1) it gets; the rest go to ``version``.
+    weights: dict[int, float] = field(default_factory=dict)
+    description: str = ""
+    revision: int = 1
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Alias:
+        weights = data.get("weights") or {}
+        try:
+            parsed = {int(k): float(v) for k, v in weights.items()}
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise NimbusClientError(
+                f"unexpected alias weights from the server: {weights!r}"
+            ) from exc
+        return _load(cls, {**data, "weights": parsed})
+
+    @property
+    def routing(self) -> dict[int, float]:
+        """Every version the alias runs → its share of calls (the main one gets the rest)."""
+        return {self.version: 1.0 - sum(self.weights.values()), **self.weights}
+
+
+@dataclass(frozen=True)
+class ProvisionedVersion:
+    """Provisioned instances of one version: how many are wanted, how many are ready."""
+
+    wanted: int
+    ready: int
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """Instances kept initialised for a qualifier (a version, or an alias split by weight)."""
+
+    qualifier: str
+    requested: int
+    #: Initialised instances now, all its versions together.
+    ready: int
+    #: Version number (as text) → wanted and ready instances of it.
+    versions: dict[str, ProvisionedVersion] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Provisioned:
+        versions = data.get("versions") or {}
+        return _load(
+            cls,
+            {
+                **data,
+                "versions": {str(v): _load(ProvisionedVersion, s) for v, s in versions.items()},
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -345,9 +425,13 @@ class NimbusClient:
                 return None
             raise
 
-    def put_function(self, name: str, spec: FunctionSpec) -> Function:
-        """Create the function, or replace its whole configuration."""
-        return _load(Function, self._json("PUT", _function_path(name), json=spec.to_json()))
+    def put_function(self, name: str, spec: FunctionSpec, *, prewarm: bool = False) -> Function:
+        """Create the function, or replace its whole configuration; ``prewarm`` also starts
+        one instance now, before the first call."""
+        params = {"prewarm": "true"} if prewarm else None
+        return _load(
+            Function, self._json("PUT", _function_path(name), json=spec.to_json(), params=params)
+        )
 
     def patch_function(self, name: str, changes: dict[str, Any]) -> Function:
         """Change only the given fields (any of :class:`FunctionSpec`'s)."""
@@ -358,8 +442,13 @@ class NimbusClient:
 
     # -- invocations and logs ---------------------------------------------------
 
-    def invoke(self, name: str, event: Any, *, log_tail: bool = False) -> Invocation:
-        """Run the function synchronously; a handler failure is a result, not an exception."""
+    def invoke(
+        self, name: str, event: Any, *, log_tail: bool = False, qualifier: str | None = None
+    ) -> Invocation:
+        """Run the function synchronously; a handler failure is a result, not an exception.
+
+        ``qualifier`` picks what runs: ``$LATEST`` (the default), a version number or an
+        alias; ``Invocation.version`` says which version ran."""
         import httpx
 
         headers = {"Content-Type": "application/json"}
@@ -370,6 +459,7 @@ class NimbusClient:
             _function_path(name) + "/invocations",
             content=json.dumps(event).encode(),
             headers=headers,
+            params={"qualifier": qualifier} if qualifier else None,
             # The server enforces the function's own timeout.
             timeout=httpx.Timeout(None, connect=5.0),
         )
@@ -411,6 +501,97 @@ class NimbusClient:
                         yield _load(LogLine, json.loads(text))
         except httpx.TransportError as exc:
             raise self._transport_error(exc) from exc
+
+    # -- versions and aliases -----------------------------------------------------
+
+    def publish_version(
+        self, name: str, description: str | None = None, prewarm: bool = False
+    ) -> tuple[Function, bool]:
+        """Publish ``$LATEST`` as a new immutable version: (the version, True). When a
+        version already has its code and settings: (that version, False), and
+        ``description`` is not applied. ``prewarm`` starts one instance of it now."""
+        body: dict[str, Any] = {"prewarm": prewarm}
+        if description is not None:
+            body["description"] = description
+        response = self._request("POST", _function_path(name) + "/versions", json=body)
+        return _load(Function, _object(response)), response.status_code == 201
+
+    def list_versions(self, name: str) -> list[Function]:
+        """The function's published versions, oldest first."""
+        data = self._json("GET", _function_path(name) + "/versions")
+        return [_load(Function, v) for v in data["versions"]]
+
+    def get_version(self, name: str, number: int) -> Function:
+        return _load(Function, self._json("GET", _version_path(name, number)))
+
+    def delete_version(self, name: str, number: int) -> None:
+        """Refused (409 ``Function.VersionInUse``) while an alias or provisioned
+        instances point to it."""
+        self._request("DELETE", _version_path(name, number))
+
+    def put_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        weights: Mapping[int, float] | None = None,
+        description: str = "",
+    ) -> tuple[Alias, bool]:
+        """Create (True) or move (False) an alias, atomically. ``weights`` gives at most one
+        other version its share of calls, e.g. ``{4: 0.1}``; without it the alias routes
+        every call to ``version``. The whole alias is replaced, description included."""
+        body = {
+            "version": version,
+            "weights": {str(v): w for v, w in (weights or {}).items()},
+            "description": description,
+        }
+        response = self._request("PUT", _alias_path(name, alias), json=body)
+        return Alias.from_json(_object(response)), response.status_code == 201
+
+    def get_alias(self, name: str, alias: str) -> Alias:
+        return Alias.from_json(self._json("GET", _alias_path(name, alias)))
+
+    def find_alias(self, name: str, alias: str) -> Alias | None:
+        """Like :meth:`get_alias`, but ``None`` when the function has no such alias."""
+        try:
+            return self.get_alias(name, alias)
+        except ApiError as exc:
+            if exc.code == "Function.AliasNotFound":
+                return None
+            raise
+
+    def list_aliases(self, name: str) -> list[Alias]:
+        data = self._json("GET", _function_path(name) + "/aliases")
+        return [Alias.from_json(a) for a in data["aliases"]]
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Also removes the provisioned instances set on the alias."""
+        self._request("DELETE", _alias_path(name, alias))
+
+    # -- scaling: reserved concurrency, provisioned instances ---------------------
+
+    def set_concurrency(self, name: str, reserved: int) -> int | None:
+        """Cap the function's concurrent instances, all versions together (0 disables
+        it: every call answers 429). Returns the reserved concurrency now set."""
+        data = self._json("PUT", _function_path(name) + "/concurrency", json={"reserved": reserved})
+        value = data.get("reserved")
+        return int(value) if value is not None else None
+
+    def delete_concurrency(self, name: str) -> None:
+        """Remove the cap (the function is enabled again if it was 0)."""
+        self._request("DELETE", _function_path(name) + "/concurrency")
+
+    def set_provisioned(self, name: str, qualifier: str, count: int) -> Provisioned:
+        """Keep ``count`` instances of a version or alias initialised (0 removes them)."""
+        data = self._json("PUT", _provisioned_path(name, qualifier), json={"count": count})
+        return Provisioned.from_json(data)
+
+    def list_provisioned(self, name: str) -> list[Provisioned]:
+        data = self._json("GET", _function_path(name) + "/provisioned")
+        return [Provisioned.from_json(p) for p in data["provisioned"]]
+
+    def delete_provisioned(self, name: str, qualifier: str) -> None:
+        self._request("DELETE", _provisioned_path(name, qualifier))
 
     # -- namespaces (admin; a developer may read its own) ------------------------
 
@@ -477,14 +658,7 @@ class NimbusClient:
     # -- plumbing ---------------------------------------------------------------
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = self._request(method, path, **kwargs)
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise NimbusClientError(f"{method} {path}: the answer is not JSON ({exc})") from exc
-        if not isinstance(data, dict):
-            raise NimbusClientError(f"{method} {path}: expected a JSON object, got {data!r}")
-        return data
+        return _object(self._request(method, path, **kwargs))
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         import httpx
@@ -519,8 +693,32 @@ def _load(cls: type[_D], data: Mapping[str, Any]) -> _D:
         ) from exc
 
 
+def _object(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object a successful answer holds."""
+    where = f"{response.request.method} {response.request.url.path}"
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise NimbusClientError(f"{where}: the answer is not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise NimbusClientError(f"{where}: expected a JSON object, got {data!r}")
+    return data
+
+
 def _function_path(name: str) -> str:
     return "/v1/functions/" + quote(name, safe="")
+
+
+def _version_path(name: str, number: int) -> str:
+    return f"{_function_path(name)}/versions/{int(number)}"
+
+
+def _alias_path(name: str, alias: str) -> str:
+    return f"{_function_path(name)}/aliases/" + quote(alias, safe="")
+
+
+def _provisioned_path(name: str, qualifier: str) -> str:
+    return f"{_function_path(name)}/provisioned/" + quote(qualifier, safe="")
 
 
 def _namespace_path(name: str) -> str:

@@ -56,6 +56,13 @@ class Settings:
     keepalive_s: float = 60.0
     #: The last idle instance of a function version is kept this long.
     last_keepalive_s: float = 300.0
+    #: Autoscaling (see docs/scaling.md). Calls waiting per instance above which more
+    #: instances start (0: every waiting call gets an instance of its own at once).
+    scale_target_waiting: float = 0.0
+    #: Most instances one scaling decision starts (a burst); the next may add more.
+    scale_max_burst: int = 32
+    #: After instances were started, idle ones are not released for this long.
+    scale_in_cooldown_s: float = 10.0
     #: Time an instance has to initialise (import the handler) before it is killed.
     init_timeout_s: float = 10.0
     #: On SIGTERM, how long in-flight calls may take to finish.
@@ -138,13 +145,20 @@ class Settings:
             "max_sync_payload_bytes",
             "max_log_line_bytes",
             "max_log_lines_per_function",
+            "scale_max_burst",
         ):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("queue_timeout_s", "init_timeout_s", "client_timeout_s"):
             if getattr(self, name) <= 0:
                 raise InvalidSettingError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("keepalive_s", "last_keepalive_s", "shutdown_grace_s"):
+        for name in (
+            "keepalive_s",
+            "last_keepalive_s",
+            "shutdown_grace_s",
+            "scale_target_waiting",
+            "scale_in_cooldown_s",
+        ):
             if getattr(self, name) < 0:
                 raise InvalidSettingError(f"{name} may not be negative, got {getattr(self, name)}")
         try:

@@ -9,6 +9,7 @@ what to do. The gateway turns them into ``{"error": {"code", "message"}}``.
     │   ├── InvalidNameError        400  Function.InvalidName
     │   │   └── InvalidNamespaceNameError 400  Namespace.InvalidName
     │   ├── InvalidSettingError     400  Function.InvalidSetting
+    │   │   └── InvalidQualifierError 400  Function.InvalidQualifier
     │   ├── InvalidJSONError        400  Request.InvalidJSON
     │   ├── UnsupportedMediaError   415  Request.UnsupportedMediaType
     │   ├── InvalidPackageError     400  Code.InvalidPackage
@@ -20,16 +21,20 @@ what to do. The gateway turns them into ``{"error": {"code", "message"}}``.
     │   ├── FunctionNotFoundError   404  Function.NotFound
     │   ├── CodeNotFoundError       404  Code.NotFound
     │   ├── NamespaceNotFoundError  404  Namespace.NotFound
-    │   └── KeyNotFoundError        404  Key.NotFound
+    │   ├── KeyNotFoundError        404  Key.NotFound
+    │   ├── VersionNotFoundError    404  Function.VersionNotFound
+    │   └── AliasNotFoundError      404  Function.AliasNotFound
     ├── ConflictError               409  Resource.Conflict
     │   ├── NamespaceExistsError    409  Namespace.AlreadyExists
     │   ├── NamespaceNotEmptyError  409  Namespace.NotEmpty
     │   ├── NamespaceProtectedError 409  Namespace.Protected
     │   ├── LastAdminKeyError       409  Key.LastAdmin
     │   ├── FunctionsQuotaError     409  Quota.FunctionsExceeded
-    │   └── CodeSizeQuotaError      409  Quota.CodeSizeExceeded
+    │   ├── CodeSizeQuotaError      409  Quota.CodeSizeExceeded
+    │   └── VersionInUseError       409  Function.VersionInUse
     ├── PayloadTooLargeError        413  Request.PayloadTooLarge
     ├── ThrottledError              429  Invocation.Throttled
+    │   ├── ReservedConcurrencyError 429  Function.ReservedConcurrencyExceeded
     │   ├── ConcurrencyQuotaError   429  Quota.ConcurrencyExceeded
     │   └── RateQuotaError          429  Quota.RateExceeded
     └── UnavailableError            503  Platform.Unavailable
@@ -80,6 +85,10 @@ class InvalidNamespaceNameError(InvalidNameError):
 
 class InvalidSettingError(ValidationError):
     code = "Function.InvalidSetting"
+
+
+class InvalidQualifierError(InvalidSettingError):
+    code = "Function.InvalidQualifier"
 
 
 class InvalidJSONError(ValidationError):
@@ -134,6 +143,14 @@ class KeyNotFoundError(NotFoundError):
     code = "Key.NotFound"
 
 
+class VersionNotFoundError(NotFoundError):
+    code = "Function.VersionNotFound"
+
+
+class AliasNotFoundError(NotFoundError):
+    code = "Function.AliasNotFound"
+
+
 class ConflictError(NimbusError):
     code = "Resource.Conflict"
     status = 409
@@ -167,6 +184,12 @@ class CodeSizeQuotaError(ConflictError):
     code = "Quota.CodeSizeExceeded"
 
 
+class VersionInUseError(ConflictError):
+    """An alias (or provisioned instances) still point at the version."""
+
+    code = "Function.VersionInUse"
+
+
 class PayloadTooLargeError(NimbusError):
     code = "Request.PayloadTooLarge"
     status = 413
@@ -187,6 +210,12 @@ class ConcurrencyQuotaError(ThrottledError):
     code = "Quota.ConcurrencyExceeded"
 
 
+class ReservedConcurrencyError(ThrottledError):
+    """The function runs its reserved concurrency (0: disabled) and none became free."""
+
+    code = "Function.ReservedConcurrencyExceeded"
+
+
 class RateQuotaError(ThrottledError):
     """The namespace's ``max_requests_per_s`` token bucket is empty."""
 
@@ -204,6 +233,7 @@ ALL_ERRORS: tuple[type[NimbusError], ...] = (
     InvalidNameError,
     InvalidNamespaceNameError,
     InvalidSettingError,
+    InvalidQualifierError,
     InvalidJSONError,
     UnsupportedMediaError,
     InvalidPackageError,
@@ -216,6 +246,8 @@ ALL_ERRORS: tuple[type[NimbusError], ...] = (
     CodeNotFoundError,
     NamespaceNotFoundError,
     KeyNotFoundError,
+    VersionNotFoundError,
+    AliasNotFoundError,
     ConflictError,
     NamespaceExistsError,
     NamespaceNotEmptyError,
@@ -223,9 +255,11 @@ ALL_ERRORS: tuple[type[NimbusError], ...] = (
     LastAdminKeyError,
     FunctionsQuotaError,
     CodeSizeQuotaError,
+    VersionInUseError,
     PayloadTooLargeError,
     ThrottledError,
     ConcurrencyQuotaError,
+    ReservedConcurrencyError,
     RateQuotaError,
     UnavailableError,
 )

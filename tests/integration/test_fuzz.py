@@ -56,7 +56,13 @@ def _fuzz_operation(operation: Any, base_url: str, headers: dict[str, str]) -> N
     # Some validity cannot be said in OpenAPI, so schema-valid input may still be refused:
     # a code upload must be a real zip; a function needs an uploaded package that holds its
     # handler, and a runtime this machine has. Every other check still runs on them.
-    state_dependent = {"PUT /v1/code", "PUT /v1/functions/{name}", "PATCH /v1/functions/{name}"}
+    # And a qualifier given both in the invocation path and in ?qualifier= must agree.
+    state_dependent = {
+        "PUT /v1/code",
+        "PUT /v1/functions/{name}",
+        "PATCH /v1/functions/{name}",
+        "POST /v1/functions/{name}/invocations",
+    }
     excluded = (
         [schemathesis.checks.positive_data_acceptance] if operation.label in state_dependent else []
     )

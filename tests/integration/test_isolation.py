@@ -894,7 +894,9 @@ def _sleep_argv() -> list[str]:
 
 
 def test_background_processes_die_with_their_instance(make_server: Callable[..., Server]) -> None:
-    srv = make_server(sandbox="namespaces", keepalive_s=0.2, last_keepalive_s=0.2)
+    srv = make_server(
+        sandbox="namespaces", keepalive_s=0.2, last_keepalive_s=0.2, scale_in_cooldown_s=0
+    )
     srv.deploy("iso-bg", {"app.py": BACKGROUND_APP})
     argv = _sleep_argv()
     before = _instance_pidfiles(srv)

@@ -283,7 +283,7 @@ def test_background_processes_end_with_the_server(make_server: Any) -> None:
 
 
 def test_background_processes_end_with_their_instance(make_server: Any) -> None:
-    srv: Server = make_server(keepalive_s=0.2, last_keepalive_s=0.5)
+    srv: Server = make_server(keepalive_s=0.2, last_keepalive_s=0.5, scale_in_cooldown_s=0)
     srv.deploy("bg-reaped", _code("v1"))
     instance = _host_pid(srv, srv.invoke("bg-reaped", {"spawn": True})["result"]["instance"])
     child = _the_sleeper(instance)

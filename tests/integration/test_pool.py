@@ -168,7 +168,7 @@ def test_throttled_when_queue_full_or_wait_too_long(make_server: Any) -> None:
 
 
 def test_keepalive_releases_extras_then_the_last(make_server: Any) -> None:
-    srv: Server = make_server(keepalive_s=0.3, last_keepalive_s=1.0)
+    srv: Server = make_server(keepalive_s=0.3, last_keepalive_s=1.0, scale_in_cooldown_s=0)
     srv.deploy("burst", {"app.py": HANDLER}, max_instances=3, timeout_s=10)
     with ThreadPoolExecutor(max_workers=3) as ex:
         bodies = list(ex.map(lambda _: srv.invoke("burst", {"sleep": 0.5}), range(3)))

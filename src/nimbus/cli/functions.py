@@ -59,7 +59,18 @@ MaxInstancesOpt = Annotated[
     int | None,
     typer.Option("--max-instances", help="Cap on concurrent instances of the function.", min=1),
 ]
+NetworkOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--network",
+        metavar="none|egress",
+        help="none (the default for a new function): the instance reaches nothing but its "
+        "Runtime API; egress: it may also reach outside networks.",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+NETWORKS = ("none", "egress")
 
 
 def deploy(
@@ -77,6 +88,15 @@ def deploy(
     secret_env: SecretEnvOpt = None,
     description: DescriptionOpt = None,
     max_instances: MaxInstancesOpt = None,
+    network: NetworkOpt = None,
+    prewarm: Annotated[
+        bool,
+        typer.Option(
+            "--prewarm",
+            help="Start one instance as the function is created, before its first call "
+            "(the server can do this on creation only).",
+        ),
+    ] = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -94,6 +114,7 @@ def deploy(
         secret_env=secret_env,
         description=description,
         max_instances=max_instances,
+        network=network,
     )
     package = load_package(path)
     with client_from(ctx, url, token) as client:
@@ -105,6 +126,14 @@ def deploy(
         if created_as is None:
             function = client.patch_function(name, {"code_sha256": upload.sha256, **changes})
             verb = "updated"
+            if prewarm:
+                stderr_console().print(
+                    f"--prewarm skipped: {name} already existed, and the server prewarms "
+                    "only when a function is created; its next call starts an instance "
+                    f"(or publish with `nimbus publish {name} --prewarm`)",
+                    style="yellow",
+                )
+                prewarm = False
         else:
             spec = FunctionSpec(
                 runtime=created_as[0],
@@ -116,12 +145,14 @@ def deploy(
                 description=description,
                 max_instances=max_instances,
                 secret_env=changes.get("secret_env"),
+                network=network,
             )
-            function = client.put_function(name, spec)
+            function = client.put_function(name, spec, prewarm=prewarm)
             verb = "created"
     typer.echo(
         f"{verb} {function.name} · {function.runtime} · revision {function.revision}"
         f" · code {format_bytes(function.code_size or upload.size)}"
+        + (" · prewarming one instance" if prewarm else "")
     )
 
 
@@ -143,6 +174,7 @@ def update(
     runtime: RuntimeOpt = None,
     description: DescriptionOpt = None,
     max_instances: MaxInstancesOpt = None,
+    network: NetworkOpt = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -156,6 +188,7 @@ def update(
         secret_env=secret_env,
         description=description,
         max_instances=max_instances,
+        network=network,
     )
     if clear_env:
         if env:
@@ -169,7 +202,7 @@ def update(
         fail(
             "nothing to update: give at least one of --memory, --timeout, --env, --clear-env, "
             "--secret-env, --clear-secret-env, --handler, --runtime, --description, "
-            "--max-instances"
+            "--max-instances, --network"
         )
     with client_from(ctx, url, token) as client:
         function = client.patch_function(name, changes)
@@ -218,7 +251,7 @@ def show(
     if as_json:
         echo_json(asdict(function))
         return
-    typer.echo("\n".join(_details(function)))
+    typer.echo("\n".join(function_details(function)))
 
 
 def delete(
@@ -258,8 +291,11 @@ def config_changes(
     description: str | None,
     max_instances: int | None,
     secret_env: list[str] | None = None,
+    network: str | None = None,
 ) -> dict[str, Any]:
     """The PATCH body for the options that were given (``None`` means not given)."""
+    if network is not None and network not in NETWORKS:
+        raise typer.BadParameter(f"choose one of: {', '.join(NETWORKS)}", param_hint="--network")
     changes: dict[str, Any] = {
         "runtime": runtime,
         "handler": handler,
@@ -269,6 +305,7 @@ def config_changes(
         "secret_env": parse_env(secret_env, "--secret-env") if secret_env else None,
         "description": description,
         "max_instances": max_instances,
+        "network": network,
     }
     return {k: v for k, v in changes.items() if v is not None}
 
@@ -319,17 +356,26 @@ def _upload(client: NimbusClient, package: bytes) -> CodeUpload:
         return client.upload_code(package, lambda n: progress.advance(task, n))
 
 
-def _details(function: Function) -> list[str]:
+def function_details(function: Function) -> list[str]:
     """``key  value`` lines; a multi-line value (env) continues under its first line."""
     env = "\n".join(f"{k}={v}" for k, v in sorted(function.env.items())) or "-"
+    if function.reserved_concurrency is None:
+        reserved = "-"
+    elif function.reserved_concurrency == 0:
+        reserved = "0 (disabled: every call answers 429)"
+    else:
+        reserved = str(function.reserved_concurrency)
     rows = [
         ("name", function.name),
         ("namespace", function.namespace),
+        ("version", function.version),
         ("runtime", function.runtime),
         ("handler", function.handler),
         ("memory", f"{function.memory_mb} MB"),
         ("timeout", f"{function.timeout_s:g} s"),
         ("max instances", "-" if function.max_instances is None else str(function.max_instances)),
+        ("reserved concurrency", reserved),
+        ("network", function.network),
         ("env", env),
         ("secret env", "\n".join(f"{k}=<hidden>" for k in function.secret_env_keys) or "-"),
         ("description", function.description or "-"),

@@ -11,12 +11,18 @@ import typer
 from rich.text import Text
 
 from nimbus.cli.context import TokenOption, UrlOption, client_from, echo_json, fail, stderr_console
-from nimbus.client import Invocation
+from nimbus.client import LATEST, Invocation
 
 
 def invoke(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Function name.", show_default=False)],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Function name, optionally with a qualifier: NAME:prod, NAME:3, NAME:$LATEST.",
+            show_default=False,
+        ),
+    ],
     data: Annotated[
         str | None,
         typer.Option("--data", "-d", help="The event as JSON; '-' reads it from stdin."),
@@ -31,23 +37,44 @@ def invoke(
     raw: Annotated[
         bool, typer.Option("--raw", help="Print the whole response envelope as JSON.")
     ] = False,
+    qualifier: Annotated[
+        str | None,
+        typer.Option(
+            "--qualifier",
+            "-q",
+            help="What runs: $LATEST (the default), a version number or an alias.",
+        ),
+    ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Invoke a function synchronously. The event defaults to {}.
 
-    The result goes to stdout as JSON; timing, logs and errors go to stderr.
-    Exits 1 when the function failed.
+    The result goes to stdout as JSON; timing, the version that ran, logs and
+    errors go to stderr. Exits 1 when the function failed.
     """
+    name, qualifier = split_qualifier(name, qualifier)
     event = read_event(data, file)
     with client_from(ctx, url, token) as client:
-        outcome = client.invoke(name, event, log_tail=log_tail)
+        outcome = client.invoke(name, event, log_tail=log_tail, qualifier=qualifier)
     if raw:
         echo_json(outcome.raw)
     else:
-        _report(outcome)
+        _report(outcome, qualifier)
     if not outcome.succeeded:
         raise typer.Exit(1)
+
+
+def split_qualifier(name: str, qualifier: str | None) -> tuple[str, str | None]:
+    """``hello:prod`` → ("hello", "prod"); ``--qualifier`` must agree when both are given."""
+    base, sep, in_name = name.partition(":")
+    if not sep:
+        return name, qualifier or None
+    if not base or not in_name:
+        fail(f"{name!r}: give NAME or NAME:QUALIFIER (a version number or an alias)")
+    if qualifier and qualifier != in_name:
+        fail(f"{name!r} and --qualifier {qualifier!r} name different qualifiers; give one")
+    return base, in_name
 
 
 def read_event(data: str | None, file: str | None) -> Any:
@@ -71,8 +98,9 @@ def read_event(data: str | None, file: str | None) -> Any:
         fail(f"{source} is not valid JSON: {exc}")
 
 
-def summary_line(outcome: Invocation) -> str:
-    """``request <id> · 12.3 ms (billed 13 ms) · cold start (init 80.1 ms)``."""
+def summary_line(outcome: Invocation, qualifier: str | None = None) -> str:
+    """``request <id> · 12.3 ms (billed 13 ms) · cold start (init 80.1 ms) · version 4
+    (alias prod)``."""
     line = (
         f"request {outcome.request_id} · {outcome.duration_ms:.1f} ms"
         f" (billed {outcome.billed_duration_ms} ms)"
@@ -81,10 +109,13 @@ def summary_line(outcome: Invocation) -> str:
         line += " · cold start"
         if outcome.init_duration_ms is not None:
             line += f" (init {outcome.init_duration_ms:.1f} ms)"
+    line += f" · version {outcome.version}"
+    if qualifier and not qualifier.isdigit() and qualifier != LATEST:
+        line += f" (alias {qualifier})"
     return line
 
 
-def _report(outcome: Invocation) -> None:
+def _report(outcome: Invocation, qualifier: str | None = None) -> None:
     err = stderr_console()
     if outcome.log_tail:
         err.print(Text(outcome.log_tail.rstrip("\n")))
@@ -96,4 +127,4 @@ def _report(outcome: Invocation) -> None:
             err.print(Text(frame.rstrip("\n")))
     else:
         err.print(Text(f"invocation {outcome.status}", "bold red"))
-    err.print(Text(summary_line(outcome), "dim"))
+    err.print(Text(summary_line(outcome, qualifier), "dim"))

@@ -14,7 +14,18 @@ import typer
 from typer.core import TyperGroup
 
 from nimbus import __version__
-from nimbus.cli import audit, functions, invoke, keys, login, logs, namespaces
+from nimbus.cli import (
+    aliases,
+    audit,
+    functions,
+    invoke,
+    keys,
+    login,
+    logs,
+    namespaces,
+    scaling,
+    versions,
+)
 from nimbus.cli.context import CliError, GlobalOptions, NamespaceOption, TokenOption, UrlOption
 from nimbus.cli.packaging import PackageError
 from nimbus.client import ApiError, NimbusClientError
@@ -131,6 +142,14 @@ app.command("show")(functions.show)
 app.command("delete")(functions.delete)
 app.command("runtimes")(functions.runtimes)
 app.command("invoke")(invoke.invoke)
+app.command("publish")(versions.publish)
+app.command("versions", help="List a function's versions (short for `nimbus version list`).")(
+    versions.list_versions
+)
+app.add_typer(versions.app, name="version")
+app.add_typer(aliases.app, name="alias")
+app.add_typer(scaling.concurrency_app, name="concurrency")
+app.add_typer(scaling.provisioned_app, name="provisioned")
 app.command("logs")(logs.logs)
 app.command("login")(login.login)
 app.add_typer(namespaces.app, name="namespace")

@@ -191,7 +191,7 @@ class FunctionService:
         if not deleted:
             raise function_not_found(name)
         self._directory.remove(namespace, name)
-        self._pools.retire(namespace, name)
+        self._pools.retire_function(namespace, name)
         await asyncio.to_thread(self._logs.delete_function, namespace, name)
 
 

@@ -1,16 +1,21 @@
-"""Route an invocation to the pool of the function's current revision, within the
-namespace's request rate quota."""
+"""Route an invocation to the pool of the version it names (``$LATEST``, a number, or an
+alias, whose weights pick one), within the namespace's request rate quota and the
+function's reserved concurrency."""
 
 from __future__ import annotations
+
+import time
 
 from nimbus.dispatch.directory import FunctionDirectory
 from nimbus.dispatch.ratelimit import RateLimiter
 from nimbus.domain.invocation import InvocationResult
+from nimbus.domain.version import Qualifier
+from nimbus.errors import ReservedConcurrencyError
 from nimbus.pool.instance import InitFailed
 from nimbus.pool.manager import PoolManager
 from nimbus.pool.pool import PoolRetired, new_request_id
 
-LATEST = "$LATEST"
+LATEST_QUALIFIER = Qualifier(latest=True)
 
 
 class Dispatcher:
@@ -22,28 +27,48 @@ class Dispatcher:
         self._rates = rates or RateLimiter()
 
     async def invoke(
-        self, namespace: str, name: str, payload: bytes, *, want_tail: bool = False
+        self,
+        namespace: str,
+        name: str,
+        payload: bytes,
+        *,
+        want_tail: bool = False,
+        qualifier: Qualifier = LATEST_QUALIFIER,
     ) -> InvocationResult:
         """Run one call synchronously. Function failures come back in the result;
         platform refusals (not found, throttled) are raised as NimbusError."""
         request_id = new_request_id()
-        config = await self._directory.get(namespace, name)
+        head, config = await self._directory.resolve(namespace, name, qualifier)
         self._rates.admit(namespace)  # a call to a missing function spends no token
+        reserved = head.reserved_concurrency
+        self._pools.set_function_limit(namespace, name, reserved)
+        if reserved == 0:
+            raise ReservedConcurrencyError(
+                f"function {name!r} has a reserved concurrency of 0: it is disabled; "
+                f"enable it with `nimbus concurrency set {name} N` or "
+                f"`nimbus concurrency delete {name}`",
+                retry_after_s=60,
+                limit=0,
+            )
         while True:
             pool = self._pools.pool_for(config)
+            asked = time.monotonic()
             try:
                 async with pool.lease() as instance:
-                    cold = instance.served == 0
+                    # Cold: the call waited for this instance's init. A pre-warmed or
+                    # provisioned instance's first call is warm.
+                    cold = instance.served == 0 and instance.ready_at >= asked
                     outcome = await instance.call(request_id, payload, want_tail)
             except PoolRetired:
-                # The function changed while this call queued: use its current pool.
-                config = await self._directory.get(namespace, name)
+                # The function changed while this call queued: use its current pool
+                # (an alias is resolved again: it may have moved).
+                head, config = await self._directory.resolve(namespace, name, qualifier)
                 continue
             except InitFailed as exc:
                 return InvocationResult(
                     request_id=request_id,
                     function_name=name,
-                    version=LATEST,
+                    version=config.version,
                     payload=None,
                     error=exc.error,
                     cold_start=True,
@@ -55,7 +80,7 @@ class Dispatcher:
         return InvocationResult(
             request_id=request_id,
             function_name=name,
-            version=LATEST,
+            version=config.version,
             payload=outcome.payload,
             error=outcome.error,
             cold_start=cold,

@@ -14,6 +14,12 @@ class AuditAction(enum.StrEnum):
     FUNCTION_CREATE = "function.create"  # a function was created (PUT of a new name)
     FUNCTION_UPDATE = "function.update"  # its configuration or code changed
     FUNCTION_DELETE = "function.delete"  # it was deleted
+    VERSION_PUBLISH = "version.publish"  # $LATEST was published as a new version
+    VERSION_DELETE = "version.delete"  # a version was deleted
+    ALIAS_PUT = "alias.put"  # an alias was created or moved
+    ALIAS_DELETE = "alias.delete"  # an alias was deleted
+    CONCURRENCY_SET = "concurrency.set"  # reserved concurrency set or removed
+    PROVISIONED_SET = "provisioned.set"  # provisioned instances set or removed
     KEY_CREATE = "key.create"  # an API key was issued
     KEY_REVOKE = "key.revoke"  # an API key was revoked
     NAMESPACE_CREATE = "namespace.create"  # a namespace was created

@@ -43,9 +43,14 @@ class FunctionConfig:
     #: Set in instances like ``env``; encrypted at rest and never shown by the API.
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     network: str = DEFAULT_NETWORK
+    #: Per-function cap on concurrent instances across all its versions (0: disabled);
+    #: not part of a version's snapshot, like Lambda's reserved concurrency.
+    reserved_concurrency: int | None = None
     revision: int = 1
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: ``$LATEST`` for the editable head, else the published version's number.
+    version: str = "$LATEST"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -55,6 +60,11 @@ class FunctionConfig:
     def version_key(self) -> tuple[str, str, int]:
         """Identifies one immutable configuration: pools are keyed by it."""
         return (self.namespace, self.name, self.revision)
+
+    @property
+    def pool_key(self) -> tuple[str, str, str]:
+        """One pool per runnable version: ``$LATEST`` (replaced on change) or a number."""
+        return (self.namespace, self.name, self.version)
 
 
 def validate_name(

@@ -19,7 +19,7 @@ from nimbus.domain.audit import Actor
 from nimbus.domain.function import function_not_found
 from nimbus.domain.keys import ApiKey, Role
 from nimbus.domain.namespace import namespace_not_found
-from nimbus.gateway.schemas import Name
+from nimbus.gateway.schemas import Name, QualifiedName
 
 if TYPE_CHECKING:
     from nimbus.app import Platform
@@ -93,6 +93,24 @@ class Access:
         ) -> Scope:
             return await self.function_scope(
                 name, permission, authorization, requested_namespace(x_nimbus_namespace, namespace)
+            )
+
+        return dependency
+
+    def on_invocation(self, permission: Permission) -> Callable[..., Awaitable[Scope]]:
+        """Like :meth:`on_function` for routes whose ``{name}`` may carry ``:qualifier``."""
+
+        async def dependency(
+            name: QualifiedName,
+            authorization: AuthorizationHeader = None,
+            x_nimbus_namespace: NamespaceHeader = None,
+            namespace: NamespaceQuery = None,
+        ) -> Scope:
+            return await self.function_scope(
+                name.partition(":")[0],
+                permission,
+                authorization,
+                requested_namespace(x_nimbus_namespace, namespace),
             )
 
         return dependency

@@ -19,13 +19,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from nimbus import __version__
+from nimbus.domain.function import NAME_RE
 from nimbus.errors import (
     InvalidNameError,
     InvalidNamespaceNameError,
+    InvalidQualifierError,
     InvalidSettingError,
     NimbusError,
 )
-from nimbus.gateway import routes_functions, routes_tenancy
+from nimbus.gateway import routes_functions, routes_tenancy, routes_versions
 from nimbus.gateway.access import Access
 from nimbus.gateway.invoke import InvokeFastPath
 
@@ -121,6 +123,7 @@ def create_app(platform: "Platform") -> FastAPI:
     access = Access(platform)
     app.include_router(routes_functions.router(platform, access))
     app.include_router(routes_tenancy.router(platform, access))
+    app.include_router(routes_versions.router(platform, access))
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
     return app
 
@@ -138,7 +141,16 @@ def _validation_code(request: Request, errors: Sequence[Any]) -> str:
         return InvalidNamespaceNameError.code
     if path.startswith("/v1/keys") and ("body", "namespace") in locs:
         return InvalidNamespaceNameError.code
+    if path.startswith("/v1/functions/") and {
+        ("path", "alias"),
+        ("path", "qualifier"),
+        ("query", "qualifier"),
+    } & set(locs):
+        return InvalidQualifierError.code
     if path.startswith("/v1/functions/") and ("path", "name") in locs:
+        name = path.removeprefix("/v1/functions/").split("/", 1)[0]
+        if ":" in name and NAME_RE.match(name.split(":", 1)[0]):
+            return InvalidQualifierError.code
         return InvalidNameError.code
     if path.startswith("/v1/functions/") and all(
         len(loc) == 2 and loc[0] == "body" and loc[1] in _SETTING_FIELDS for loc in locs

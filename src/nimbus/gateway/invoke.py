@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -20,8 +21,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from nimbus.domain.access import Permission
 from nimbus.domain.function import NAME_RE
 from nimbus.domain.invocation import InvocationResult
+from nimbus.domain.version import parse_qualifier, split_name
 from nimbus.errors import (
     InvalidJSONError,
+    InvalidQualifierError,
     NimbusError,
     PayloadTooLargeError,
     UnsupportedMediaError,
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nimbus.gateway")
 _PREFIX, _SUFFIX = "/v1/functions/", "/invocations"
+_QUALIFIER_RE = re.compile(r"^(\$LATEST|[1-9][0-9]{0,9}|[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*)$")
 
 _JSON_TYPES = (b"application/json", b"text/json")
 
@@ -131,20 +135,28 @@ class InvokeFastPath:
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
             if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
-                name = path[len(_PREFIX) : -len(_SUFFIX)]
-                if NAME_RE.match(name):
-                    response = await self._invoke(Request(scope, receive), name)
+                name, qualifier = split_name(path[len(_PREFIX) : -len(_SUFFIX)])
+                if NAME_RE.match(name) and (qualifier is None or _QUALIFIER_RE.match(qualifier)):
+                    response = await self._invoke(Request(scope, receive), name, qualifier)
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
-    async def _invoke(self, request: Request, name: str) -> Response:
+    async def _invoke(self, request: Request, name: str, qualifier: str | None) -> Response:
         try:
             headers = request.headers
             query = request.scope["query_string"]
             requested = None
             if query:
-                requested = (parse_qs(query.decode("latin-1")).get("namespace") or [None])[-1]
+                params = parse_qs(query.decode("latin-1"))
+                requested = (params.get("namespace") or [None])[-1]
+                asked = (params.get("qualifier") or [None])[-1]
+                if asked and qualifier and asked != qualifier:
+                    raise InvalidQualifierError(
+                        f"the path names qualifier {qualifier!r} and ?qualifier= names "
+                        f"{asked!r}; give one of them"
+                    )
+                qualifier = asked or qualifier
             requested = requested or headers.get("x-nimbus-namespace") or None
             scope = await self._access.function_scope(
                 name, Permission.INVOKE, headers.get("authorization"), requested
@@ -155,6 +167,7 @@ class InvokeFastPath:
                 name,
                 event,
                 want_tail=headers.get("x-nimbus-log-type", "").lower() == "tail",
+                qualifier=parse_qualifier(qualifier),
             )
             return render_result(result)
         except NimbusError as exc:

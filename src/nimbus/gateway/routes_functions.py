@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from nimbus.control.functions import FunctionChanges
 from nimbus.domain.access import Permission
 from nimbus.domain.keys import ApiKey
-from nimbus.errors import UnsupportedMediaError
+from nimbus.domain.version import parse_qualifier, split_name
+from nimbus.errors import InvalidQualifierError, UnsupportedMediaError
 from nimbus.gateway import schemas as s
 from nimbus.gateway.access import Access, Scope
 from nimbus.gateway.invoke import read_event, render_result
@@ -44,7 +45,7 @@ def router(platform: "Platform", access: Access) -> APIRouter:
     Lister = Annotated[Scope, Depends(access.in_namespace(Permission.READ))]
     Reader = Annotated[Scope, Depends(access.on_function(Permission.READ))]
     Manager = Annotated[Scope, Depends(access.on_function(Permission.MANAGE))]
-    Invoker = Annotated[Scope, Depends(access.on_function(Permission.INVOKE))]
+    Invoker = Annotated[Scope, Depends(access.on_invocation(Permission.INVOKE))]
 
     @api.get("/v1/runtimes", response_model=s.RuntimeList, responses=s.ERROR_RESPONSES)
     async def list_runtimes(key: AnyKey) -> s.RuntimeList:
@@ -88,7 +89,13 @@ def router(platform: "Platform", access: Access) -> APIRouter:
 
     @api.put("/v1/functions/{name}", response_model=s.FunctionOut, responses=s.ERROR_RESPONSES)
     async def put_function(
-        name: s.Name, body: s.FunctionPut, scope: Manager, response: Response
+        name: s.Name,
+        body: s.FunctionPut,
+        scope: Manager,
+        response: Response,
+        prewarm: Annotated[
+            bool, Query(description="Also start one instance now, before the first call")
+        ] = False,
     ) -> s.FunctionOut:
         config, created = await platform.functions.put(
             scope.namespace,
@@ -97,6 +104,8 @@ def router(platform: "Platform", access: Access) -> APIRouter:
             replace=True,
             actor=scope.actor,
         )
+        if prewarm and config.reserved_concurrency != 0:
+            platform.pools.pool_for(config).prewarm()
         response.status_code = 201 if created else 200
         return s.FunctionOut.of(config)
 
@@ -129,15 +138,34 @@ def router(platform: "Platform", access: Access) -> APIRouter:
         },
     )
     async def invoke(
-        name: s.Name,
+        name: s.QualifiedName,
         request: Request,
         scope: Invoker,
         x_nimbus_log_type: Annotated[str | None, Header()] = None,
+        qualifier: Annotated[
+            str | None,
+            Query(
+                pattern=s.QUALIFIER_PATTERN,
+                max_length=128,
+                description="$LATEST (default), a version number or an alias; "
+                "same as NAME:QUALIFIER in the path",
+            ),
+        ] = None,
     ) -> Response:
         """Run the function with the request body as its event and return its result."""
+        base, in_path = split_name(name)
+        if qualifier and in_path and qualifier != in_path:
+            raise InvalidQualifierError(
+                f"the path names qualifier {in_path!r} and ?qualifier= names {qualifier!r}; "
+                "give one of them"
+            )
         event = await read_event(request, platform.settings.max_sync_payload_bytes)
         result = await platform.dispatcher.invoke(
-            scope.namespace, name, event, want_tail=(x_nimbus_log_type or "").lower() == "tail"
+            scope.namespace,
+            base,
+            event,
+            want_tail=(x_nimbus_log_type or "").lower() == "tail",
+            qualifier=parse_qualifier(qualifier or in_path),
         )
         return render_result(result)
 

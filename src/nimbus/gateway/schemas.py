@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from nimbus.domain.audit import AuditRecord
 from nimbus.domain.function import (
@@ -21,6 +21,7 @@ from nimbus.domain.function import (
 )
 from nimbus.domain.keys import ApiKey
 from nimbus.domain.namespace import Namespace, NamespaceUsage
+from nimbus.domain.version import Alias as AliasDomain
 
 #: A function or namespace name in a path: 1-64 letters, digits, '-' or '_', from a letter.
 Name = Annotated[
@@ -96,6 +97,11 @@ class FunctionOut(BaseModel):
     max_instances: int | None
     network: str
     secret_env_keys: list[str] = Field(description="Names of the secret variables (never values)")
+    reserved_concurrency: int | None = Field(
+        description="Cap on the function's concurrent instances across its versions "
+        "(0: disabled; null: none)"
+    )
+    version: str = Field(description="$LATEST for the editable head, else the version number")
     revision: int
     created_at: datetime | None
     updated_at: datetime | None
@@ -116,6 +122,8 @@ class FunctionOut(BaseModel):
             max_instances=c.max_instances,
             network=c.network,
             secret_env_keys=sorted(c.secret_env),
+            reserved_concurrency=c.reserved_concurrency,
+            version=c.version,
             revision=c.revision,
             created_at=c.created_at,
             updated_at=c.updated_at,
@@ -124,6 +132,126 @@ class FunctionOut(BaseModel):
 
 class FunctionList(BaseModel):
     functions: list[FunctionOut]
+
+
+#: An invocation target: a function name with an optional ``:qualifier``.
+QualifiedName = Annotated[
+    str,
+    Path(
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}(:(\$LATEST|[1-9][0-9]{0,9}|[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*))?$",
+        max_length=64 + 1 + 128,
+        description="NAME, NAME:$LATEST, NAME:3 (a version) or NAME:prod (an alias)",
+    ),
+]
+AliasName = Annotated[
+    str,
+    Path(
+        pattern=r"^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$",
+        max_length=128,
+        description="1-128 letters, digits, '-' or '_', not only digits",
+    ),
+]
+#: ``$LATEST``, a version number or an alias, as ``?qualifier=`` on an invocation.
+QUALIFIER_PATTERN = r"^(\$LATEST|[1-9][0-9]{0,9}|[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*)$"
+Qualifier = Annotated[
+    str,
+    Path(
+        pattern=r"^([1-9][0-9]{0,9}|[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*)$",
+        max_length=128,
+        description="a version number or an alias",
+    ),
+]
+
+
+class PublishIn(_Strict):
+    description: str | None = Field(
+        default=None,
+        max_length=MAX_DESCRIPTION_CHARS,
+        description="The version's description (default: the function's)",
+    )
+    prewarm: bool = Field(
+        default=False, description="Start one instance of the version now, before any call"
+    )
+
+
+class VersionList(BaseModel):
+    versions: list[FunctionOut]
+
+
+class AliasIn(_Strict):
+    version: int = Field(ge=1, le=2**31 - 1, description="The version the alias points to")
+    weights: dict[
+        Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,9}$")],
+        Annotated[float, Field(gt=0, lt=1)],
+    ] = Field(
+        default_factory=dict,
+        max_length=1,
+        json_schema_extra={"additionalProperties": False},
+        description='At most one other version and the share of calls it gets, e.g. {"4": 0.1}',
+    )
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
+
+
+class AliasOut(BaseModel):
+    name: str
+    function: str
+    version: int
+    weights: dict[str, float]
+    description: str
+    revision: int
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, a: AliasDomain) -> AliasOut:
+        return cls(
+            name=a.name,
+            function=a.function,
+            version=a.version,
+            weights={str(k): v for k, v in a.weights.items()},
+            description=a.description,
+            revision=a.revision,
+            created_at=a.created_at,
+            updated_at=a.updated_at,
+        )
+
+
+class AliasList(BaseModel):
+    aliases: list[AliasOut]
+
+
+class ConcurrencyIn(_Strict):
+    reserved: int = Field(
+        ge=0,
+        le=MAX_INSTANCES_RANGE[1],
+        description="Most instances of the function at once, all versions together; 0 disables it",
+    )
+
+
+class ConcurrencyOut(BaseModel):
+    reserved: int | None
+
+
+class ProvisionedIn(_Strict):
+    count: int = Field(
+        ge=0, le=MAX_INSTANCES_RANGE[1], description="Instances kept initialised (0 removes)"
+    )
+
+
+class ProvisionedVersionOut(BaseModel):
+    wanted: int
+    ready: int
+
+
+class ProvisionedOut(BaseModel):
+    qualifier: str
+    requested: int
+    ready: int = Field(description="Initialised instances now, all its versions together")
+    versions: dict[str, ProvisionedVersionOut]
+
+
+class ProvisionedList(BaseModel):
+    provisioned: list[ProvisionedOut]
 
 
 class CodeOut(BaseModel):

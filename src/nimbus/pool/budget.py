@@ -95,3 +95,11 @@ class NamespaceBudget:
                     member.rescale()
         finally:
             self._waking = False
+
+
+class FunctionBudget(NamespaceBudget):
+    """A function's reserved concurrency: the instances of all its versions together
+    (None: no reservation). Same mechanics as the namespace quota, one level down."""
+
+    def __init__(self, function: str, limit: int | None = None) -> None:
+        super().__init__(function, limit)

@@ -88,6 +88,8 @@ class Instance:
         self.idle_since = time.monotonic()
         self.served = 0
         self.init_duration_ms: float | None = None
+        #: When it became ready (monotonic): a call that waited for that was a cold start.
+        self.ready_at = float("inf")
         self._settings = settings
         self._logs = logs
         self._on_dead = on_dead
@@ -166,7 +168,7 @@ class Instance:
                 "_HANDLER": cfg.handler,
                 "LAMBDA_TASK_ROOT": task_root,
                 "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
-                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_VERSION": cfg.version,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/nimbus/{cfg.namespace}/{cfg.name}",
                 "AWS_LAMBDA_LOG_STREAM_NAME": self.id,
@@ -373,7 +375,8 @@ class Instance:
         self._drain_output()  # init output still in the pipe is tagged as init
         if self._init_timer is not None:
             self._init_timer.cancel()
-        self.init_duration_ms = (time.monotonic() - self._started_at) * 1000
+        self.ready_at = time.monotonic()
+        self.init_duration_ms = (self.ready_at - self._started_at) * 1000
         self.state = InstanceState.IDLE
         self.idle_since = time.monotonic()
         self._init_lines.clear()

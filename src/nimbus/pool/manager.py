@@ -1,10 +1,13 @@
-"""All pools of this node: one per function revision, plus those still draining.
+"""All pools of this node: one per runnable version of a function, plus draining ones.
 
-A pool is keyed by (namespace, name); when a function's revision changes the
-old pool drains (its calls finish, its instances go) and a new pool takes new
-calls. A background task releases idle instances past their keep-alive.
-The pools of one namespace share its :class:`NamespaceBudget` (the quota on
-concurrent instances), whose limit the control layer sets.
+A pool is keyed by (namespace, name, version): ``$LATEST`` (whose pool is
+replaced, the old one draining, when the function changes) or a published
+version number (immutable; its pool lives until the version or function is
+deleted). A background task applies each pool's scaling decisions (release of
+idle instances, replacement of provisioned ones). The pools of one function
+share its :class:`FunctionBudget` (reserved concurrency); the pools of one
+namespace share its :class:`NamespaceBudget` (the quota on concurrent
+instances), whose limits the control layer and the dispatcher set.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from nimbus.codestore import CodeStore
 from nimbus.config import Settings
 from nimbus.domain.function import FunctionConfig
 from nimbus.logs.store import LogStore
-from nimbus.pool.budget import NamespaceBudget
+from nimbus.pool.budget import FunctionBudget, NamespaceBudget
 from nimbus.pool.instance import Instance, InstanceState
 from nimbus.pool.pool import Pool
 from nimbus.runtimes.registry import RuntimeRegistry
@@ -44,7 +47,10 @@ class PoolManager:
         self._registry = registry
         self._codestore = codestore
         self._logs = logs
-        self._pools: dict[tuple[str, str], Pool] = {}
+        self._pools: dict[tuple[str, str, str], Pool] = {}
+        self._function_budgets: dict[tuple[str, str], FunctionBudget] = {}
+        #: Provisioned instances wanted per pool key.
+        self._provisioned: dict[tuple[str, str, str], int] = {}
         self._draining: set[Pool] = set()
         self._budgets: dict[str, NamespaceBudget] = {}
         self._code_dirs: dict[str, Path] = {}
@@ -56,16 +62,58 @@ class PoolManager:
         self._reaper = asyncio.create_task(self._reap_forever(), name="nimbus-reaper")
 
     def pool_for(self, config: FunctionConfig) -> Pool:
-        pool = self._pools.get(config.key)
+        key = config.pool_key
+        pool = self._pools.get(key)
         if pool is not None:
-            if pool.config.revision >= config.revision:
+            if pool.config.revision >= config.revision or config.version != "$LATEST":
                 return pool
             self._retire(pool)
         pool = Pool(
-            config, self._settings, self._launch, self._forget, self.budget(config.namespace)
+            config,
+            self._settings,
+            self._launch,
+            self._forget,
+            self.budget(config.namespace),
+            self.function_budget(config.namespace, config.name),
         )
-        self._pools[config.key] = pool
+        self._pools[key] = pool
+        wanted = self._provisioned.get(key, 0)
+        if wanted:
+            pool.set_min_instances(wanted)
         return pool
+
+    def function_budget(self, namespace: str, name: str) -> FunctionBudget:
+        budget = self._function_budgets.get((namespace, name))
+        if budget is None:
+            budget = self._function_budgets[(namespace, name)] = FunctionBudget(name)
+        return budget
+
+    def set_function_limit(self, namespace: str, name: str, limit: int | None) -> None:
+        """The function's reserved concurrency (None: none) on this node."""
+        budget = self.function_budget(namespace, name)
+        if budget.limit != limit:
+            budget.set_limit(limit)
+
+    def set_provisioned(self, wanted: dict[tuple[str, str, str], int]) -> None:
+        """Provisioned instances per (namespace, function, version): pools not named
+        keep none. Pools are created for them now, so instances start at once."""
+        self._provisioned = dict(wanted)
+        for key, pool in self._pools.items():
+            if pool.min_instances != wanted.get(key, 0):
+                pool.set_min_instances(wanted.get(key, 0))
+
+    def provisioned_pool(self, config: FunctionConfig, count: int) -> Pool:
+        """The pool of a version with provisioned instances (created if needed)."""
+        self._provisioned[config.pool_key] = count
+        pool = self.pool_for(config)
+        pool.set_min_instances(count)
+        return pool
+
+    def pool_status(self, namespace: str, name: str, version: str) -> dict[str, int] | None:
+        pool = self._pools.get((namespace, name, version))
+        if pool is None:
+            return None
+        return {**pool.stats(), "ready": pool.ready_count()}
 
     def budget(self, namespace: str) -> NamespaceBudget:
         budget = self._budgets.get(namespace)
@@ -83,14 +131,27 @@ class PoolManager:
         return budget.used() if budget is not None else 0
 
     def retire(self, namespace: str, name: str) -> None:
-        """The function changed or went away: its current pool drains."""
-        pool = self._pools.get((namespace, name))
+        """The function's head changed: its ``$LATEST`` pool drains."""
+        pool = self._pools.get((namespace, name, "$LATEST"))
         if pool is not None:
             self._retire(pool)
 
+    def retire_version(self, namespace: str, name: str, version: str) -> None:
+        pool = self._pools.get((namespace, name, version))
+        if pool is not None:
+            self._retire(pool)
+
+    def retire_function(self, namespace: str, name: str) -> None:
+        """The function went away: every pool of it drains."""
+        for key, pool in list(self._pools.items()):
+            if key[:2] == (namespace, name):
+                self._retire(pool)
+        self._function_budgets.pop((namespace, name), None)
+
     def _retire(self, pool: Pool) -> None:
-        if self._pools.get(pool.config.key) is pool:
-            del self._pools[pool.config.key]
+        key = pool.config.pool_key
+        if self._pools.get(key) is pool:
+            del self._pools[key]
         self._draining.add(pool)
         pool.drain()
 

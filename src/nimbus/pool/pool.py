@@ -27,14 +27,15 @@ from contextlib import asynccontextmanager
 
 from nimbus.config import Settings
 from nimbus.domain.function import FunctionConfig
-from nimbus.errors import ConcurrencyQuotaError, ThrottledError
-from nimbus.pool.budget import NamespaceBudget
+from nimbus.errors import ConcurrencyQuotaError, ReservedConcurrencyError, ThrottledError
+from nimbus.pool.budget import FunctionBudget, NamespaceBudget
 from nimbus.pool.instance import InitFailed, Instance, InstanceState
 from nimbus.pool.policy import (
     IdleInstance,
-    instances_to_reap,
+    PoolStats,
+    ScalePolicy,
+    decide_scale,
     instances_to_reclaim,
-    instances_to_start,
 )
 
 log = logging.getLogger("nimbus.pool")
@@ -55,12 +56,26 @@ class Pool:
         launcher: Launcher,
         on_empty: Callable[[Pool], None],
         budget: NamespaceBudget | None = None,
+        function_budget: FunctionBudget | None = None,
     ) -> None:
         self.config = config
         self._settings = settings
         self._launcher = launcher
         self._on_empty = on_empty
         self._budget = budget or NamespaceBudget(config.namespace)
+        self._function_budget = function_budget or FunctionBudget(config.name)
+        #: The function's reserved concurrency first, then the namespace quota.
+        self._budgets: tuple[NamespaceBudget, ...] = (self._function_budget, self._budget)
+        self._policy = ScalePolicy(
+            keepalive_s=settings.keepalive_s,
+            last_keepalive_s=settings.last_keepalive_s,
+            target_waiting_per_instance=settings.scale_target_waiting,
+            max_burst=settings.scale_max_burst,
+            scale_in_cooldown_s=settings.scale_in_cooldown_s,
+        )
+        #: Provisioned instances: kept initialised whatever the traffic.
+        self.min_instances = 0
+        self._last_scale_out: float | None = None
         self.instances: dict[str, Instance] = {}
         self._idle: list[Instance] = []  # stack: last is the most recently used
         self._waiters: collections.deque[asyncio.Future[Instance]] = collections.deque()
@@ -69,7 +84,8 @@ class Pool:
         self.draining = False
         self._tasks: set[asyncio.Future[None]] = set()
         self._loop = asyncio.get_running_loop()
-        self._budget.join(self)
+        for budget in self._budgets:
+            budget.join(self)
 
     @property
     def max_instances(self) -> int:
@@ -83,7 +99,16 @@ class Pool:
             "busy": busy,
             "starting": self._starting,
             "waiting": len(self._waiters),
+            "provisioned": self.min_instances,
         }
+
+    def ready_count(self) -> int:
+        """Initialised instances able to take a call (idle or busy)."""
+        return sum(1 for i in self.instances.values() if i.usable)
+
+    def set_min_instances(self, count: int) -> None:
+        self.min_instances = max(0, count)
+        self._scale()
 
     # ---- leasing -----------------------------------------------------------
     @asynccontextmanager
@@ -138,7 +163,19 @@ class Pool:
         if waiter in pending and pending.index(waiter) < self._starting:
             self._loop.call_later(self._settings.queue_timeout_s, self._expire, waiter)
             return
-        if self._held_by_namespace_quota():
+        holder = self._holding_budget()
+        if holder is self._function_budget:
+            waiter.set_exception(
+                ReservedConcurrencyError(
+                    f"function {self.config.name!r} runs its reserved concurrency of "
+                    f"{holder.limit} instances and none became free within "
+                    f"{self._settings.queue_timeout_s:g} s; retry later or raise it "
+                    f"(`nimbus concurrency set {self.config.name} N`)",
+                    retry_after_s=1,
+                    limit=holder.limit,
+                )
+            )
+        elif holder is self._budget:
             waiter.set_exception(
                 ConcurrencyQuotaError(
                     f"namespace {self.config.namespace!r} runs {self._budget.used()} instances, "
@@ -161,9 +198,23 @@ class Pool:
                 )
             )
 
-    def _held_by_namespace_quota(self) -> bool:
-        """Below the function's own cap, but the namespace has no place left."""
-        return self.occupied() < self.max_instances and self._budget.exhausted()
+    def _holding_budget(self) -> NamespaceBudget | None:
+        """Below the pool's own cap, the budget (reserved concurrency, then the namespace
+        quota) that has no place left, if any."""
+        if self.occupied() >= self.max_instances:
+            return None
+        for budget in self._budgets:
+            if budget.exhausted():
+                return budget
+        return None
+
+    def _headroom(self) -> int | None:
+        rooms = [r for r in (b.headroom() for b in self._budgets) if r is not None]
+        return min(rooms) if rooms else None
+
+    def _wake_budgets(self) -> None:
+        for budget in self._budgets:
+            budget.wake(exclude=self)
 
     def _release(self, instance: Instance) -> None:
         if instance.state is InstanceState.BUSY and not instance.stopping:
@@ -186,8 +237,9 @@ class Pool:
                 return
         instance.idle_since = time.monotonic()
         self._idle.append(instance)
-        if self._budget.exhausted():
-            self._budget.wake(exclude=self)  # another function may be waiting for this place
+        for budget in self._budgets:
+            if budget.exhausted():
+                budget.wake(exclude=self)  # another pool may be waiting for this place
 
     # ---- scaling -----------------------------------------------------------
     def _scale(self) -> None:
@@ -195,26 +247,46 @@ class Pool:
             return
         pending = sum(1 for w in self._waiters if not w.done())
         total = self.occupied()
-        headroom = self._budget.headroom()
-        count = instances_to_start(
-            waiting=pending,
-            starting=self._starting,
-            total=total,
-            max_instances=self.max_instances,
-            namespace_headroom=headroom,
-        )
+        headroom = self._headroom()
+        now = time.monotonic()
+        count = decide_scale(
+            PoolStats(
+                waiting=pending,
+                starting=self._starting,
+                total=total,
+                idle=(),
+                max_instances=self.max_instances,
+                headroom=headroom,
+                min_instances=self.min_instances,
+                last_scale_out=self._last_scale_out,
+            ),
+            now,
+            self._policy,
+        ).start
         if headroom is not None and count < pending - self._starting:
-            # The namespace quota holds calls back: free idle places of other functions.
-            self._budget.reclaim(
-                self,
-                instances_to_reclaim(
-                    waiting=pending - count,
-                    starting=self._starting,
-                    total=total + count,
-                    max_instances=self.max_instances,
-                    stopping=self._budget.stopping(),
-                ),
+            # A budget holds calls back: free idle places of the other pools sharing it
+            # (other versions of the function, other functions of the namespace).
+            short = instances_to_reclaim(
+                waiting=pending - count,
+                starting=self._starting,
+                total=total + count,
+                max_instances=self.max_instances,
+                stopping=0,
             )
+            for budget in self._budgets:
+                room = budget.headroom()
+                if room is not None and room <= count:
+                    budget.reclaim(self, max(0, short - budget.stopping()))
+        if count:
+            self._last_scale_out = now
+        self._launch_n(count)
+
+    def prewarm(self) -> None:
+        """Start one instance ahead of the first call, unless there is one already."""
+        if not self.draining and self.occupied() == 0:
+            self._launch_n(1)
+
+    def _launch_n(self, count: int) -> None:
         for _ in range(count):
             self._starting += 1
             self._launching += 1
@@ -237,7 +309,7 @@ class Pool:
         except Exception as exc:  # the launcher itself broke: report, never hang callers
             log.exception("starting an instance of %s failed", self.config.name)
             self._starting -= 1
-            self._budget.wake(exclude=self)
+            self._wake_budgets()
             from nimbus.domain.invocation import FunctionError
 
             self._fail_one_waiter(InitFailed(FunctionError("Runtime.StartError", str(exc)), 0, ""))
@@ -262,10 +334,11 @@ class Pool:
             self._empty()
         else:
             self._scale()
-        self._budget.wake(exclude=self)
+        self._wake_budgets()
 
     def _empty(self) -> None:
-        self._budget.leave(self)
+        for budget in self._budgets:
+            budget.leave(self)
         self._on_empty(self)
 
     # ---- namespace budget (see nimbus.pool.budget) ----------------------------
@@ -287,24 +360,33 @@ class Pool:
         return True
 
     def rescale(self) -> None:
-        if self._waiters:
+        if self._waiters or self.occupied() < self.min_instances:
             self._scale()
 
     # ---- release -----------------------------------------------------------
     def reap(self, now: float) -> int:
-        idle = [IdleInstance(i.id, i.idle_since) for i in self._idle if i.usable]
-        doomed = instances_to_reap(
-            idle,
-            total=sum(1 for i in self.instances.values() if not i.stopping),
-            now=now,
-            keepalive_s=self._settings.keepalive_s,
-            last_keepalive_s=self._settings.last_keepalive_s,
+        if self.draining:
+            return 0
+        if self.occupied() < self.min_instances:
+            self._scale()  # a provisioned instance died or could not start: replace it
+        decision = decide_scale(
+            PoolStats(
+                waiting=sum(1 for w in self._waiters if not w.done()),
+                starting=self._starting,
+                total=sum(1 for i in self.instances.values() if not i.stopping),
+                idle=tuple(IdleInstance(i.id, i.idle_since) for i in self._idle if i.usable),
+                max_instances=self.max_instances,
+                min_instances=self.min_instances,
+                last_scale_out=self._last_scale_out,
+            ),
+            now,
+            self._policy,
         )
-        for instance_id in doomed:
+        for instance_id in decision.stop:
             instance = self.instances[instance_id]
             self._idle.remove(instance)
             instance.stop()
-        return len(doomed)
+        return len(decision.stop)
 
     def drain(self) -> None:
         """Stop taking calls: idle instances stop now, busy ones after their call."""

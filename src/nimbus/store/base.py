@@ -16,6 +16,7 @@ from nimbus.domain.audit import AuditEntry, AuditRecord
 from nimbus.domain.function import FunctionConfig
 from nimbus.domain.keys import ApiKey
 from nimbus.domain.namespace import Namespace, Quotas
+from nimbus.domain.version import Alias
 
 
 class Store(Protocol):
@@ -42,6 +43,62 @@ class Store(Protocol):
 
     def function_usage(self, namespace: str) -> tuple[int, int]:
         """(number of functions, sum of their code sizes) of a namespace."""
+
+    def set_reserved_concurrency(
+        self, namespace: str, name: str, value: int | None, audit_entry: AuditEntry | None = None
+    ) -> FunctionConfig:
+        """Set or clear (None) the function's reserved concurrency; no new revision."""
+
+    # ---- versions and aliases ----
+    def publish_version(
+        self,
+        namespace: str,
+        name: str,
+        description: str | None,
+        audit_entry: AuditEntry | None = None,
+    ) -> tuple[FunctionConfig, bool]:
+        """Snapshot $LATEST as the next version number, or return the version that has
+        the same settings (False: nothing new was published)."""
+
+    def get_version(self, namespace: str, name: str, number: int) -> FunctionConfig | None:
+        """The version's configuration (``version`` set to its number), or None."""
+
+    def list_versions(self, namespace: str, name: str) -> list[FunctionConfig]:
+        """Published versions, oldest first."""
+
+    def delete_version(
+        self, namespace: str, name: str, number: int, audit_entry: AuditEntry | None = None
+    ) -> None:
+        """Delete; VersionInUseError while an alias or provisioned instances use it."""
+
+    def put_alias(self, alias: Alias, audit_entry: AuditEntry | None = None) -> tuple[Alias, bool]:
+        """Create or move an alias atomically; VersionNotFoundError for a missing version."""
+
+    def get_alias(self, namespace: str, name: str, alias: str) -> Alias | None:
+        """The alias, or None."""
+
+    def list_aliases(self, namespace: str, name: str) -> list[Alias]:
+        """Aliases of a function, by name."""
+
+    def delete_alias(
+        self, namespace: str, name: str, alias: str, audit_entry: AuditEntry | None = None
+    ) -> bool:
+        """Delete it (and provisioned instances set on it); False when it did not exist."""
+
+    def set_provisioned(
+        self,
+        namespace: str,
+        name: str,
+        qualifier: str,
+        count: int,
+        audit_entry: AuditEntry | None = None,
+    ) -> None:
+        """Provisioned instances for a version or alias; 0 removes the setting."""
+
+    def list_provisioned(
+        self, namespace: str | None = None, name: str | None = None
+    ) -> list[tuple[str, str, str, int]]:
+        """(namespace, function, qualifier, count) of provisioned settings."""
 
     # ---- namespaces ----
     def ensure_namespace(self, namespace: Namespace) -> bool:

@@ -18,11 +18,18 @@ from nimbus.domain.audit import AuditEntry, AuditRecord
 from nimbus.domain.function import FunctionConfig
 from nimbus.domain.keys import ApiKey, Role
 from nimbus.domain.namespace import Namespace, Quotas
-from nimbus.errors import NamespaceNotFoundError
+from nimbus.domain.version import SNAPSHOT_FIELDS, Alias, snapshot_digest
+from nimbus.errors import (
+    FunctionNotFoundError,
+    NamespaceNotFoundError,
+    VersionInUseError,
+    VersionNotFoundError,
+)
 from nimbus.store.secretbox import SecretBox
 
 #: 1: functions, api_keys. 2: functions.secret_env, namespaces, audit. 3: functions.network.
-SCHEMA_VERSION = 3
+#: 4: versions, aliases, provisioned, functions.reserved_concurrency.
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -46,6 +53,46 @@ functions = sa.Table(
     # Sealed by SecretBox ("" when there are none); never stored in clear.
     sa.Column("secret_env", sa.Text, nullable=False, server_default=""),
     sa.Column("network", sa.String(16), nullable=False, server_default="none"),
+    sa.Column("reserved_concurrency", sa.Integer, nullable=True),
+)
+
+#: Published versions: frozen settings (secret_env sealed as in functions).
+versions = sa.Table(
+    "versions",
+    metadata,
+    sa.Column("namespace", sa.String(64), primary_key=True),
+    sa.Column("function", sa.String(64), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("settings", sa.Text, nullable=False),  # JSON of the snapshot, secrets excepted
+    sa.Column("secret_env", sa.Text, nullable=False, server_default=""),
+    sa.Column("code_size", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("namespace", sa.String(64), primary_key=True),
+    sa.Column("function", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("weights", sa.Text, nullable=False),  # JSON {"4": 0.1}
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: Instances kept initialised for a version or an alias.
+provisioned = sa.Table(
+    "provisioned",
+    metadata,
+    sa.Column("namespace", sa.String(64), primary_key=True),
+    sa.Column("function", sa.String(64), primary_key=True),
+    sa.Column("qualifier", sa.String(128), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 api_keys = sa.Table(
@@ -134,6 +181,10 @@ def _migrate(conn: Connection) -> None:
                     "ALTER TABLE functions ADD COLUMN network VARCHAR(16) NOT NULL DEFAULT 'none'"
                 )
             )
+    if version < 4:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("functions")}
+        if "reserved_concurrency" not in columns:
+            conn.execute(sa.text("ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER"))
     if version < SCHEMA_VERSION:
         conn.execute(schema_info.delete())
         conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
@@ -159,6 +210,20 @@ def _namespace(row: Any) -> Namespace:
             max_requests_per_s=row.max_requests_per_s,
         ),
         created_at=_utc(row.created_at),
+    )
+
+
+def _alias(row: Any) -> Alias:
+    return Alias(
+        namespace=row.namespace,
+        function=row.function,
+        name=row.name,
+        version=row.version,
+        weights={int(k): float(v) for k, v in json.loads(row.weights).items()},
+        description=row.description,
+        revision=row.revision,
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
     )
 
 
@@ -208,6 +273,7 @@ class SqliteStore:
             max_instances=row.max_instances,
             secret_env=secret_env,
             network=row.network,
+            reserved_concurrency=row.reserved_concurrency,
             revision=row.revision,
             created_at=_utc(row.created_at),
             updated_at=_utc(row.updated_at),
@@ -293,12 +359,294 @@ class SqliteStore:
                 )
             )
             if result.rowcount:
+                for table in (versions, aliases, provisioned):
+                    conn.execute(
+                        table.delete().where(
+                            table.c.namespace == namespace, table.c.function == name
+                        )
+                    )
                 _record(conn, audit_entry)
         return bool(result.rowcount)
 
     def code_hashes_in_use(self) -> set[str]:
         with self._engine.connect() as conn:
-            return {r[0] for r in conn.execute(sa.select(functions.c.code_sha256).distinct())}
+            used = {r[0] for r in conn.execute(sa.select(functions.c.code_sha256).distinct())}
+            for (settings,) in conn.execute(sa.select(versions.c.settings)):
+                used.add(json.loads(settings)["code_sha256"])
+        return used
+
+    # ---- reserved concurrency ----------------------------------------------------
+    def set_reserved_concurrency(
+        self, namespace: str, name: str, value: int | None, audit_entry: AuditEntry | None = None
+    ) -> FunctionConfig:
+        """Not a change of the function's settings: no new revision, no new instances."""
+        where = (functions.c.namespace == namespace) & (functions.c.name == name)
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                functions.update().where(where).values(reserved_concurrency=value)
+            )
+            if not result.rowcount:
+                raise FunctionNotFoundError(f"function {name!r} does not exist")
+            _record(conn, audit_entry)
+            row = conn.execute(sa.select(functions).where(where)).one()
+        return self._row_to_function(row)
+
+    # ---- versions ----------------------------------------------------------------
+    def _row_to_version(self, head: FunctionConfig, row: Any) -> FunctionConfig:
+        values = json.loads(row.settings)
+        secret_env: dict[str, str] = {}
+        if row.secret_env:
+            where = f"{row.namespace}/{row.function}"
+            secret_env = json.loads(self._secrets.open(row.secret_env, where))
+        return FunctionConfig(
+            namespace=row.namespace,
+            name=row.function,
+            code_size=row.code_size,
+            secret_env=secret_env,
+            reserved_concurrency=head.reserved_concurrency,
+            revision=head.revision,
+            created_at=_utc(row.created_at),
+            updated_at=_utc(row.created_at),
+            version=str(row.number),
+            **values,
+        )
+
+    def publish_version(
+        self,
+        namespace: str,
+        name: str,
+        description: str | None,
+        audit_entry: AuditEntry | None = None,
+    ) -> tuple[FunctionConfig, bool]:
+        """Snapshot $LATEST as the next version, unless a version has its settings."""
+        where = (functions.c.namespace == namespace) & (functions.c.name == name)
+        of_function = (versions.c.namespace == namespace) & (versions.c.function == name)
+        with self._engine.begin() as conn:
+            row = conn.execute(sa.select(functions).where(where)).first()
+            if row is None:
+                raise FunctionNotFoundError(f"function {name!r} does not exist")
+            head = self._row_to_function(row)
+            digest = snapshot_digest(head)
+            same = conn.execute(
+                sa.select(versions).where(of_function, versions.c.digest == digest)
+            ).first()
+            if same is not None:
+                return self._row_to_version(head, same), False
+            last = conn.execute(sa.select(sa.func.max(versions.c.number)).where(of_function))
+            number = (last.scalar() or 0) + 1
+            values = {f: getattr(head, f) for f in SNAPSHOT_FIELDS if f != "secret_env"}
+            if description is not None:
+                values["description"] = description
+            conn.execute(
+                versions.insert().values(
+                    namespace=namespace,
+                    function=name,
+                    number=number,
+                    digest=digest,
+                    settings=json.dumps(values, sort_keys=True),
+                    secret_env=self._seal_env(head),
+                    code_size=head.code_size,
+                    created_at=datetime.now(UTC),
+                )
+            )
+            _record(conn, audit_entry, version=number)
+            stored = conn.execute(
+                sa.select(versions).where(of_function, versions.c.number == number)
+            ).one()
+        return self._row_to_version(head, stored), True
+
+    def get_version(self, namespace: str, name: str, number: int) -> FunctionConfig | None:
+        head = self.get_function(namespace, name)
+        if head is None:
+            return None
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(versions).where(
+                    versions.c.namespace == namespace,
+                    versions.c.function == name,
+                    versions.c.number == number,
+                )
+            ).first()
+        return self._row_to_version(head, row) if row is not None else None
+
+    def list_versions(self, namespace: str, name: str) -> list[FunctionConfig]:
+        head = self.get_function(namespace, name)
+        if head is None:
+            raise FunctionNotFoundError(f"function {name!r} does not exist")
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(versions)
+                .where(versions.c.namespace == namespace, versions.c.function == name)
+                .order_by(versions.c.number)
+            ).all()
+        return [self._row_to_version(head, r) for r in rows]
+
+    def delete_version(
+        self, namespace: str, name: str, number: int, audit_entry: AuditEntry | None = None
+    ) -> None:
+        of_function = (versions.c.namespace == namespace) & (versions.c.function == name)
+        with self._engine.begin() as conn:
+            for row in conn.execute(
+                sa.select(aliases).where(
+                    aliases.c.namespace == namespace, aliases.c.function == name
+                )
+            ):
+                alias = _alias(row)
+                if number in alias.versions():
+                    raise VersionInUseError(
+                        f"alias {alias.name!r} points to version {number}; move or delete "
+                        "the alias first"
+                    )
+            pinned = conn.execute(
+                sa.select(provisioned.c.qualifier).where(
+                    provisioned.c.namespace == namespace,
+                    provisioned.c.function == name,
+                    provisioned.c.qualifier == str(number),
+                )
+            ).first()
+            if pinned is not None:
+                raise VersionInUseError(
+                    f"version {number} has provisioned instances; remove them first"
+                )
+            result = conn.execute(versions.delete().where(of_function, versions.c.number == number))
+            if not result.rowcount:
+                raise VersionNotFoundError(f"function {name!r} has no version {number}")
+            _record(conn, audit_entry)
+
+    # ---- aliases -----------------------------------------------------------------
+    def put_alias(self, alias: Alias, audit_entry: AuditEntry | None = None) -> tuple[Alias, bool]:
+        """Create or move an alias, in one transaction with the check that its
+        versions exist (a concurrent version delete cannot leave it dangling)."""
+        key = (
+            (aliases.c.namespace == alias.namespace)
+            & (aliases.c.function == alias.function)
+            & (aliases.c.name == alias.name)
+        )
+        now = datetime.now(UTC)
+        with self._engine.begin() as conn:
+            for number in alias.versions():
+                found = conn.execute(
+                    sa.select(versions.c.number).where(
+                        versions.c.namespace == alias.namespace,
+                        versions.c.function == alias.function,
+                        versions.c.number == number,
+                    )
+                ).first()
+                if found is None:
+                    raise VersionNotFoundError(
+                        f"function {alias.function!r} has no version {number}; publish one "
+                        f"with `nimbus publish {alias.function}`"
+                    )
+            values = {
+                "version": alias.version,
+                "weights": json.dumps({str(k): v for k, v in alias.weights.items()}),
+                "description": alias.description,
+                "updated_at": now,
+            }
+            current = conn.execute(sa.select(aliases.c.revision).where(key)).first()
+            if current is None:
+                conn.execute(
+                    aliases.insert().values(
+                        namespace=alias.namespace,
+                        function=alias.function,
+                        name=alias.name,
+                        revision=1,
+                        created_at=now,
+                        **values,
+                    )
+                )
+            else:
+                conn.execute(aliases.update().where(key).values(revision=current[0] + 1, **values))
+            _record(conn, audit_entry, version=alias.version, weights=values["weights"])
+            row = conn.execute(sa.select(aliases).where(key)).one()
+        return _alias(row), current is None
+
+    def get_alias(self, namespace: str, name: str, alias: str) -> Alias | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(aliases).where(
+                    aliases.c.namespace == namespace,
+                    aliases.c.function == name,
+                    aliases.c.name == alias,
+                )
+            ).first()
+        return _alias(row) if row is not None else None
+
+    def list_aliases(self, namespace: str, name: str) -> list[Alias]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(aliases)
+                .where(aliases.c.namespace == namespace, aliases.c.function == name)
+                .order_by(aliases.c.name)
+            ).all()
+        return [_alias(r) for r in rows]
+
+    def delete_alias(
+        self, namespace: str, name: str, alias: str, audit_entry: AuditEntry | None = None
+    ) -> bool:
+        """Delete the alias and the provisioned instances configured on it."""
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                aliases.delete().where(
+                    aliases.c.namespace == namespace,
+                    aliases.c.function == name,
+                    aliases.c.name == alias,
+                )
+            )
+            if result.rowcount:
+                conn.execute(
+                    provisioned.delete().where(
+                        provisioned.c.namespace == namespace,
+                        provisioned.c.function == name,
+                        provisioned.c.qualifier == alias,
+                    )
+                )
+                _record(conn, audit_entry)
+        return bool(result.rowcount)
+
+    # ---- provisioned instances -----------------------------------------------------
+    def set_provisioned(
+        self,
+        namespace: str,
+        name: str,
+        qualifier: str,
+        count: int,
+        audit_entry: AuditEntry | None = None,
+    ) -> None:
+        """``count`` instances for the version or alias (0 removes the setting)."""
+        key = (
+            (provisioned.c.namespace == namespace)
+            & (provisioned.c.function == name)
+            & (provisioned.c.qualifier == qualifier)
+        )
+        with self._engine.begin() as conn:
+            conn.execute(provisioned.delete().where(key))
+            if count > 0:
+                conn.execute(
+                    provisioned.insert().values(
+                        namespace=namespace,
+                        function=name,
+                        qualifier=qualifier,
+                        count=count,
+                        updated_at=datetime.now(UTC),
+                    )
+                )
+            _record(conn, audit_entry, count=count)
+
+    def list_provisioned(
+        self, namespace: str | None = None, name: str | None = None
+    ) -> list[tuple[str, str, str, int]]:
+        """(namespace, function, qualifier, count) of every provisioned setting."""
+        query = sa.select(provisioned).order_by(
+            provisioned.c.namespace, provisioned.c.function, provisioned.c.qualifier
+        )
+        if namespace is not None:
+            query = query.where(provisioned.c.namespace == namespace)
+        if name is not None:
+            query = query.where(provisioned.c.function == name)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [(r["namespace"], r["function"], r["qualifier"], int(r["count"])) for r in rows]
 
     def function_usage(self, namespace: str) -> tuple[int, int]:
         """How many functions the namespace has, and the sum of their code sizes."""
