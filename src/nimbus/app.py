@@ -15,11 +15,14 @@ from nimbus.control.namespaces import NamespaceService, default_quotas
 from nimbus.control.versions import VersionService
 from nimbus.dispatch.directory import FunctionDirectory
 from nimbus.dispatch.dispatcher import Dispatcher
+from nimbus.dispatch.events import AsyncInvoker
 from nimbus.dispatch.ratelimit import RateLimiter
 from nimbus.errors import UnavailableError
 from nimbus.gateway.auth import KeyRing
 from nimbus.logs.store import LogStore
 from nimbus.pool.manager import PoolManager
+from nimbus.queue.policy import RetryPolicy
+from nimbus.queue.sqlite import SqliteQueue
 from nimbus.runtimes.registry import RuntimeRegistry, discover
 from nimbus.sandbox.base import Sandbox
 from nimbus.sandbox.network import EgressNetwork
@@ -90,6 +93,19 @@ class Platform:
             logs=self.logs,
             namespaces=self.namespaces,
         )
+        self.queue = SqliteQueue(
+            settings.data_dir / "queue.db",
+            policy=RetryPolicy(
+                base_s=settings.async_retry_base_s, cap_s=settings.async_retry_cap_s
+            ),
+        )
+        self.events = AsyncInvoker(
+            queue=self.queue,
+            dispatcher=self.dispatcher,
+            directory=self.directory,
+            max_payload_bytes=settings.max_async_payload_bytes,
+            concurrency=settings.async_concurrency,
+        )
         self.versions = VersionService(store=self.store, directory=self.directory, pools=self.pools)
         self.keyring = KeyRing(self.store)
         self.keys = KeyService(
@@ -105,9 +121,12 @@ class Platform:
         self.pools.start()
         await self.sandbox.prepare()
         await self.versions.load()  # provisioned instances start again
+        self.events.start()  # events stored before a restart run now
 
     async def shutdown(self) -> None:
+        await self.events.stop(self.settings.shutdown_grace_s)
         await self.pools.shutdown(self.settings.shutdown_grace_s)
         await self.sandbox.close()
         await self.logs.close()
         self.store.close()
+        self.queue.close()

@@ -70,6 +70,14 @@ class Settings:
     #: How long a client may take to send a request line after connecting, all headers
     #: of a request, or the next piece of a body; then it is disconnected.
     client_timeout_s: float = 30.0
+    #: Largest asynchronous invocation event, in bytes (as Lambda: 256 KB).
+    max_async_payload_bytes: int = 256 * 1024
+    #: Asynchronous events one node runs at once (each holds an instance while it runs).
+    async_concurrency: int = 64
+    #: First retry delay of a failed asynchronous event; doubles each attempt (with full
+    #: jitter) up to ``async_retry_cap_s``.
+    async_retry_base_s: float = 5.0
+    async_retry_cap_s: float = 300.0
     #: Largest synchronous invocation payload, in bytes (as Lambda: 6 MB).
     max_sync_payload_bytes: int = 6 * 1024 * 1024
     #: Longest stored log line; longer lines are cut and marked.
@@ -146,10 +154,18 @@ class Settings:
             "max_log_line_bytes",
             "max_log_lines_per_function",
             "scale_max_burst",
+            "max_async_payload_bytes",
+            "async_concurrency",
         ):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("queue_timeout_s", "init_timeout_s", "client_timeout_s"):
+        for name in (
+            "queue_timeout_s",
+            "init_timeout_s",
+            "client_timeout_s",
+            "async_retry_base_s",
+            "async_retry_cap_s",
+        ):
             if getattr(self, name) <= 0:
                 raise InvalidSettingError(f"{name} must be positive, got {getattr(self, name)}")
         for name in (

@@ -23,6 +23,7 @@ what to do. The gateway turns them into ``{"error": {"code", "message"}}``.
     │   ├── NamespaceNotFoundError  404  Namespace.NotFound
     │   ├── KeyNotFoundError        404  Key.NotFound
     │   ├── VersionNotFoundError    404  Function.VersionNotFound
+    │   ├── InvocationNotFoundError 404  Invocation.NotFound
     │   └── AliasNotFoundError      404  Function.AliasNotFound
     ├── ConflictError               409  Resource.Conflict
     │   ├── NamespaceExistsError    409  Namespace.AlreadyExists
@@ -151,6 +152,10 @@ class AliasNotFoundError(NotFoundError):
     code = "Function.AliasNotFound"
 
 
+class InvocationNotFoundError(NotFoundError):
+    code = "Invocation.NotFound"
+
+
 class ConflictError(NimbusError):
     code = "Resource.Conflict"
     status = 409
@@ -248,6 +253,7 @@ ALL_ERRORS: tuple[type[NimbusError], ...] = (
     KeyNotFoundError,
     VersionNotFoundError,
     AliasNotFoundError,
+    InvocationNotFoundError,
     ConflictError,
     NamespaceExistsError,
     NamespaceNotEmptyError,

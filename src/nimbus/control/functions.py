@@ -52,6 +52,10 @@ class FunctionChanges:
     max_instances: int | None = _UNSET
     secret_env: dict[str, str] = _UNSET
     network: str = _UNSET
+    async_max_attempts: int = _UNSET
+    async_max_age_s: int = _UNSET
+    on_success: str | None = _UNSET
+    on_failure: str | None = _UNSET
 
     def given(self) -> dict[str, Any]:
         return {
@@ -164,6 +168,10 @@ class FunctionService:
             max_instances=config.max_instances,
             secret_env=config.secret_env,
             network=config.network,
+            async_max_attempts=config.async_max_attempts,
+            async_max_age_s=config.async_max_age_s,
+            on_success=config.on_success,
+            on_failure=config.on_failure,
         )
         manifest = await asyncio.to_thread(self._codestore.manifest, config.code_sha256)
         candidates = handler_file_candidates(runtime.kind, config.handler)
@@ -206,6 +214,10 @@ _SETTINGS = (
     "max_instances",
     "secret_env",
     "network",
+    "async_max_attempts",
+    "async_max_age_s",
+    "on_success",
+    "on_failure",
 )
 
 

@@ -34,10 +34,12 @@ class Dispatcher:
         *,
         want_tail: bool = False,
         qualifier: Qualifier = LATEST_QUALIFIER,
+        request_id: str | None = None,
     ) -> InvocationResult:
         """Run one call synchronously. Function failures come back in the result;
-        platform refusals (not found, throttled) are raised as NimbusError."""
-        request_id = new_request_id()
+        platform refusals (not found, throttled) are raised as NimbusError.
+        ``request_id``: an asynchronous event's id, the same on every attempt."""
+        request_id = request_id or new_request_id()
         head, config = await self._directory.resolve(namespace, name, qualifier)
         self._rates.admit(namespace)  # a call to a missing function spends no token
         reserved = head.reserved_concurrency

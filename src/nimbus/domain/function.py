@@ -23,6 +23,11 @@ DEFAULT_TIMEOUT_S = 3
 #: (never the host, the platform or other instances).
 NETWORK_MODES = ("none", "egress")
 DEFAULT_NETWORK = "none"
+#: Asynchronous invocations: attempts (1 + retries) and how old an event may get.
+ASYNC_MAX_ATTEMPTS_RANGE = (1, 3)
+ASYNC_MAX_AGE_S_RANGE = (60, 21600)
+DEFAULT_ASYNC_MAX_ATTEMPTS = 3
+DEFAULT_ASYNC_MAX_AGE_S = 21600
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,13 @@ class FunctionConfig:
     #: Per-function cap on concurrent instances across all its versions (0: disabled);
     #: not part of a version's snapshot, like Lambda's reserved concurrency.
     reserved_concurrency: int | None = None
+    #: Asynchronous invocation settings (see docs/async.md): attempts per event, the
+    #: oldest an event may get, and the functions that receive a record of each success
+    #: or final failure (None: a failure goes to the dead letters).
+    async_max_attempts: int = DEFAULT_ASYNC_MAX_ATTEMPTS
+    async_max_age_s: int = DEFAULT_ASYNC_MAX_AGE_S
+    on_success: str | None = None
+    on_failure: str | None = None
     revision: int = 1
     created_at: datetime | None = None
     updated_at: datetime | None = None
@@ -95,6 +107,10 @@ def validate_settings(
     max_instances: int | None,
     secret_env: dict[str, str] | None = None,
     network: str = DEFAULT_NETWORK,
+    async_max_attempts: int = DEFAULT_ASYNC_MAX_ATTEMPTS,
+    async_max_age_s: int = DEFAULT_ASYNC_MAX_AGE_S,
+    on_success: str | None = None,
+    on_failure: str | None = None,
 ) -> None:
     """Raise :class:`InvalidSettingError` naming the first setting out of range."""
     lo, hi = MEMORY_MB_RANGE
@@ -108,6 +124,21 @@ def validate_settings(
         if not lo <= max_instances <= hi:
             raise InvalidSettingError(
                 f"max_instances must be between {lo} and {hi}, got {max_instances}"
+            )
+    lo, hi = ASYNC_MAX_ATTEMPTS_RANGE
+    if not lo <= async_max_attempts <= hi:
+        raise InvalidSettingError(
+            f"async_max_attempts must be between {lo} and {hi}, got {async_max_attempts}"
+        )
+    lo, hi = ASYNC_MAX_AGE_S_RANGE
+    if not lo <= async_max_age_s <= hi:
+        raise InvalidSettingError(
+            f"async_max_age_s must be between {lo} and {hi}, got {async_max_age_s}"
+        )
+    for field_name, target in (("on_success", on_success), ("on_failure", on_failure)):
+        if target is not None and not NAME_RE.match(target):
+            raise InvalidSettingError(
+                f"{field_name} must name a function of the same namespace, got {target!r}"
             )
     if network not in NETWORK_MODES:
         raise InvalidSettingError(

@@ -27,7 +27,7 @@ from nimbus.errors import (
     InvalidSettingError,
     NimbusError,
 )
-from nimbus.gateway import routes_functions, routes_tenancy, routes_versions
+from nimbus.gateway import routes_events, routes_functions, routes_tenancy, routes_versions
 from nimbus.gateway.access import Access
 from nimbus.gateway.invoke import InvokeFastPath
 
@@ -124,6 +124,7 @@ def create_app(platform: "Platform") -> FastAPI:
     app.include_router(routes_functions.router(platform, access))
     app.include_router(routes_tenancy.router(platform, access))
     app.include_router(routes_versions.router(platform, access))
+    app.include_router(routes_events.router(platform, access))
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
     return app
 

@@ -28,6 +28,7 @@ from nimbus.errors import (
     NimbusError,
     PayloadTooLargeError,
     UnsupportedMediaError,
+    ValidationError,
 )
 
 if TYPE_CHECKING:
@@ -161,15 +162,15 @@ class InvokeFastPath:
             scope = await self._access.function_scope(
                 name, Permission.INVOKE, headers.get("authorization"), requested
             )
-            event = await read_event(request, self._platform.settings.max_sync_payload_bytes)
-            result = await self._platform.dispatcher.invoke(
+            return await run_invocation(
+                self._platform,
+                request,
                 scope.namespace,
                 name,
-                event,
-                want_tail=headers.get("x-nimbus-log-type", "").lower() == "tail",
-                qualifier=parse_qualifier(qualifier),
+                qualifier,
+                invocation_type=headers.get("x-nimbus-invocation-type"),
+                log_type=headers.get("x-nimbus-log-type"),
             )
-            return render_result(result)
         except NimbusError as exc:
             return self._on_error(exc)
         except ClientDisconnect:
@@ -181,6 +182,49 @@ class InvokeFastPath:
                 "Platform.InternalError",
                 "Nimbus hit an internal error; it was logged on the server",
             )
+
+
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+
+
+async def run_invocation(
+    platform: Platform,
+    request: Request,
+    namespace: str,
+    name: str,
+    qualifier: str | None,
+    *,
+    invocation_type: str | None,
+    log_type: str | None,
+) -> Response:
+    """One invocation, after the access check: synchronous (RequestResponse, the
+    default), asynchronous (Event: stored durably, 202 at once) or a check only (DryRun:
+    the function and qualifier exist and the caller may invoke them, 204)."""
+    kind = invocation_type or "RequestResponse"
+    if kind not in INVOCATION_TYPES:
+        raise ValidationError(
+            f"X-Nimbus-Invocation-Type must be one of {', '.join(INVOCATION_TYPES)}, got {kind!r}"
+        )
+    if kind == "Event":
+        event = await read_event(request, platform.settings.max_async_payload_bytes)
+        stored = await platform.events.submit(namespace, name, event, qualifier)
+        return JSONResponse(
+            {"request_id": stored.id, "function_name": name, "status": "queued"},
+            status_code=202,
+            headers={"X-Nimbus-Request-Id": stored.id},
+        )
+    if kind == "DryRun":
+        await platform.directory.resolve(namespace, name, parse_qualifier(qualifier))
+        return Response(status_code=204)
+    event = await read_event(request, platform.settings.max_sync_payload_bytes)
+    result = await platform.dispatcher.invoke(
+        namespace,
+        name,
+        event,
+        want_tail=(log_type or "").lower() == "tail",
+        qualifier=parse_qualifier(qualifier),
+    )
+    return render_result(result)
 
 
 def _plain_error(status: int, code: str, message: str) -> Response:

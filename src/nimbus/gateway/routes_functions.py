@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -15,11 +15,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from nimbus.control.functions import FunctionChanges
 from nimbus.domain.access import Permission
 from nimbus.domain.keys import ApiKey
-from nimbus.domain.version import parse_qualifier, split_name
+from nimbus.domain.version import split_name
 from nimbus.errors import InvalidQualifierError, UnsupportedMediaError
 from nimbus.gateway import schemas as s
 from nimbus.gateway.access import Access, Scope
-from nimbus.gateway.invoke import read_event, render_result
+from nimbus.gateway.invoke import run_invocation
 
 if TYPE_CHECKING:
     from nimbus.app import Platform
@@ -35,6 +35,8 @@ _NOT_NULLABLE = (
     "description",
     "secret_env",
     "network",
+    "async_max_attempts",
+    "async_max_age_s",
 )
 
 
@@ -141,7 +143,16 @@ def router(platform: "Platform", access: Access) -> APIRouter:
         name: s.QualifiedName,
         request: Request,
         scope: Invoker,
-        x_nimbus_log_type: Annotated[str | None, Header()] = None,
+        x_nimbus_log_type: Annotated[
+            str | None, Header(description="Tail: include the call's log tail")
+        ] = None,
+        x_nimbus_invocation_type: Annotated[
+            Literal["RequestResponse", "Event", "DryRun"] | None,
+            Header(
+                description="RequestResponse (default): run and answer the result; Event: "
+                "store the event durably and answer 202 at once; DryRun: check only (204)"
+            ),
+        ] = None,
         qualifier: Annotated[
             str | None,
             Query(
@@ -159,15 +170,15 @@ def router(platform: "Platform", access: Access) -> APIRouter:
                 f"the path names qualifier {in_path!r} and ?qualifier= names {qualifier!r}; "
                 "give one of them"
             )
-        event = await read_event(request, platform.settings.max_sync_payload_bytes)
-        result = await platform.dispatcher.invoke(
+        return await run_invocation(
+            platform,
+            request,
             scope.namespace,
             base,
-            event,
-            want_tail=(x_nimbus_log_type or "").lower() == "tail",
-            qualifier=parse_qualifier(qualifier or in_path),
+            qualifier or in_path,
+            invocation_type=x_nimbus_invocation_type,
+            log_type=x_nimbus_log_type,
         )
-        return render_result(result)
 
     @api.get("/v1/functions/{name}/logs", response_model=s.LogsOut, responses=s.ERROR_RESPONSES)
     async def get_logs(

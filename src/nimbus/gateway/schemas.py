@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from nimbus.domain.audit import AuditRecord
 from nimbus.domain.function import (
+    ASYNC_MAX_AGE_S_RANGE,
+    ASYNC_MAX_ATTEMPTS_RANGE,
+    DEFAULT_ASYNC_MAX_AGE_S,
+    DEFAULT_ASYNC_MAX_ATTEMPTS,
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
     MAX_DESCRIPTION_CHARS,
@@ -45,6 +49,11 @@ _NETWORK_DOC = (
     "egress: it may also reach outside networks, never the host or other instances"
 )
 Network = Literal["none", "egress"]
+_DESTINATION_DOC = (
+    "A function of the same namespace that receives a record of each asynchronous "
+    "event's outcome (on_failure: after its last attempt; without it, failures go to "
+    "the dead letters)"
+)
 
 
 class FunctionPut(_Strict):
@@ -59,6 +68,24 @@ class FunctionPut(_Strict):
         default=None, ge=MAX_INSTANCES_RANGE[0], le=MAX_INSTANCES_RANGE[1]
     )
     network: Network = Field(default="none", description=_NETWORK_DOC)
+    async_max_attempts: int = Field(
+        default=DEFAULT_ASYNC_MAX_ATTEMPTS,
+        ge=ASYNC_MAX_ATTEMPTS_RANGE[0],
+        le=ASYNC_MAX_ATTEMPTS_RANGE[1],
+        description="Attempts per asynchronous event (1 + retries)",
+    )
+    async_max_age_s: int = Field(
+        default=DEFAULT_ASYNC_MAX_AGE_S,
+        ge=ASYNC_MAX_AGE_S_RANGE[0],
+        le=ASYNC_MAX_AGE_S_RANGE[1],
+        description="Oldest an asynchronous event may get before it is given up",
+    )
+    on_success: str | None = Field(
+        default=None, pattern=NAME_RE.pattern, description=_DESTINATION_DOC
+    )
+    on_failure: str | None = Field(
+        default=None, pattern=NAME_RE.pattern, description=_DESTINATION_DOC
+    )
     secret_env: dict[str, str] = Field(
         default_factory=dict,
         description="Environment variables stored encrypted and never shown again "
@@ -78,6 +105,18 @@ class FunctionPatch(_Strict):
         default=None, ge=MAX_INSTANCES_RANGE[0], le=MAX_INSTANCES_RANGE[1]
     )
     network: Network | None = Field(default=None, description=_NETWORK_DOC)
+    async_max_attempts: int | None = Field(
+        default=None, ge=ASYNC_MAX_ATTEMPTS_RANGE[0], le=ASYNC_MAX_ATTEMPTS_RANGE[1]
+    )
+    async_max_age_s: int | None = Field(
+        default=None, ge=ASYNC_MAX_AGE_S_RANGE[0], le=ASYNC_MAX_AGE_S_RANGE[1]
+    )
+    on_success: str | None = Field(
+        default=None, pattern=NAME_RE.pattern, description=_DESTINATION_DOC + " (null clears)"
+    )
+    on_failure: str | None = Field(
+        default=None, pattern=NAME_RE.pattern, description=_DESTINATION_DOC + " (null clears)"
+    )
     secret_env: dict[str, str] | None = Field(
         default=None, description="Replaces the whole secret map when given"
     )
@@ -101,6 +140,10 @@ class FunctionOut(BaseModel):
         description="Cap on the function's concurrent instances across its versions "
         "(0: disabled; null: none)"
     )
+    async_max_attempts: int
+    async_max_age_s: int
+    on_success: str | None
+    on_failure: str | None
     version: str = Field(description="$LATEST for the editable head, else the version number")
     revision: int
     created_at: datetime | None
@@ -123,6 +166,10 @@ class FunctionOut(BaseModel):
             network=c.network,
             secret_env_keys=sorted(c.secret_env),
             reserved_concurrency=c.reserved_concurrency,
+            async_max_attempts=c.async_max_attempts,
+            async_max_age_s=c.async_max_age_s,
+            on_success=c.on_success,
+            on_failure=c.on_failure,
             version=c.version,
             revision=c.revision,
             created_at=c.created_at,
@@ -288,6 +335,37 @@ class InvocationOut(BaseModel):
     billed_duration_ms: int
     init_duration_ms: float | None
     log_tail: str | None = None
+
+
+class AsyncInvocationOut(BaseModel):
+    request_id: str
+    function_name: str
+    qualifier: str | None
+    status: Literal["queued", "running", "succeeded", "failed"]
+    attempts: int = Field(description="Attempts so far (the running one included)")
+    max_attempts: int
+    created_at: float = Field(description="Seconds since the epoch")
+    finished_at: float | None
+    next_attempt_at: float | None = Field(description="When a queued event runs next")
+    result: Any = None
+    error: InvocationError | None = Field(description="The most recent failure")
+    dead_reason: str | None = Field(description="attempts_exhausted or age_exceeded")
+    event: Any = Field(description="The event as sent")
+
+
+class DeadLetterList(BaseModel):
+    dead_letters: list[AsyncInvocationOut]
+
+
+class RedriveIn(_Strict):
+    request_ids: list[str] | None = Field(
+        default=None, max_length=1000, description="Only these (default: the oldest ones)"
+    )
+    limit: int = Field(default=1000, ge=1, le=10_000)
+
+
+class RedriveOut(BaseModel):
+    redriven: int
 
 
 class LogLineOut(BaseModel):

@@ -28,8 +28,8 @@ from nimbus.errors import (
 from nimbus.store.secretbox import SecretBox
 
 #: 1: functions, api_keys. 2: functions.secret_env, namespaces, audit. 3: functions.network.
-#: 4: versions, aliases, provisioned, functions.reserved_concurrency.
-SCHEMA_VERSION = 4
+#: 4: versions, aliases, provisioned, functions.reserved_concurrency. 5: functions.async_config.
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -54,6 +54,8 @@ functions = sa.Table(
     sa.Column("secret_env", sa.Text, nullable=False, server_default=""),
     sa.Column("network", sa.String(16), nullable=False, server_default="none"),
     sa.Column("reserved_concurrency", sa.Integer, nullable=True),
+    # JSON: async_max_attempts, async_max_age_s, on_success, on_failure ({} = defaults).
+    sa.Column("async_config", sa.Text, nullable=False, server_default="{}"),
 )
 
 #: Published versions: frozen settings (secret_env sealed as in functions).
@@ -185,6 +187,12 @@ def _migrate(conn: Connection) -> None:
         columns = {c["name"] for c in sa.inspect(conn).get_columns("functions")}
         if "reserved_concurrency" not in columns:
             conn.execute(sa.text("ALTER TABLE functions ADD COLUMN reserved_concurrency INTEGER"))
+    if version < 5:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("functions")}
+        if "async_config" not in columns:
+            conn.execute(
+                sa.text("ALTER TABLE functions ADD COLUMN async_config TEXT NOT NULL DEFAULT '{}'")
+            )
     if version < SCHEMA_VERSION:
         conn.execute(schema_info.delete())
         conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
@@ -275,6 +283,7 @@ class SqliteStore:
             network=row.network,
             reserved_concurrency=row.reserved_concurrency,
             revision=row.revision,
+            **json.loads(row.async_config or "{}"),
             created_at=_utc(row.created_at),
             updated_at=_utc(row.updated_at),
         )
@@ -317,6 +326,15 @@ class SqliteStore:
             "max_instances": config.max_instances,
             "secret_env": self._seal_env(config),
             "network": config.network,
+            "async_config": json.dumps(
+                {
+                    "async_max_attempts": config.async_max_attempts,
+                    "async_max_age_s": config.async_max_age_s,
+                    "on_success": config.on_success,
+                    "on_failure": config.on_failure,
+                },
+                sort_keys=True,
+            ),
             "updated_at": now,
         }
         where = (functions.c.namespace == config.namespace) & (functions.c.name == config.name)
