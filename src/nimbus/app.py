@@ -12,6 +12,7 @@ from nimbus.control.audit import AuditLog
 from nimbus.control.functions import FunctionService
 from nimbus.control.keys import KeyService
 from nimbus.control.namespaces import NamespaceService, default_quotas
+from nimbus.control.triggers import TriggerService
 from nimbus.control.versions import VersionService
 from nimbus.dispatch.directory import FunctionDirectory
 from nimbus.dispatch.dispatcher import Dispatcher
@@ -106,6 +107,9 @@ class Platform:
             max_payload_bytes=settings.max_async_payload_bytes,
             concurrency=settings.async_concurrency,
         )
+        self.triggers = TriggerService(
+            store=self.store, directory=self.directory, queue=self.queue, wake=self.events.wake
+        )
         self.versions = VersionService(store=self.store, directory=self.directory, pools=self.pools)
         self.keyring = KeyRing(self.store)
         self.keys = KeyService(
@@ -122,8 +126,10 @@ class Platform:
         await self.sandbox.prepare()
         await self.versions.load()  # provisioned instances start again
         self.events.start()  # events stored before a restart run now
+        self.triggers.start()
 
     async def shutdown(self) -> None:
+        await self.triggers.stop()
         await self.events.stop(self.settings.shutdown_grace_s)
         await self.pools.shutdown(self.settings.shutdown_grace_s)
         await self.sandbox.close()

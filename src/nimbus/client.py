@@ -9,6 +9,8 @@ Shared by the ``nimbus`` CLI and by SDK users::
         version, _new = client.publish_version("hello")
         client.put_alias("hello", "prod", int(version.version))
         outcome = client.invoke("hello", {"name": "world"}, qualifier="prod")
+        request_id = client.invoke_async("hello", {"name": "later"})  # queued, 202
+        status = client.get_invocation(request_id)  # .status, .result, .error
 
 Exceptions::
 
@@ -22,7 +24,7 @@ Pass ``transport=httpx.MockTransport(handler)`` to test without a server.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -39,6 +41,7 @@ __all__ = [
     "Alias",
     "ApiError",
     "ApiKey",
+    "AsyncInvocation",
     "AuditEntry",
     "CodeUpload",
     "Function",
@@ -66,6 +69,18 @@ NAMESPACE_HEADER = "X-Nimbus-Namespace"
 
 #: Upload chunk size; progress callbacks fire once per chunk.
 UPLOAD_CHUNK_BYTES = 64 * 1024
+
+#: Header choosing how an invocation runs: ``RequestResponse`` (synchronous, the
+#: default), ``Event`` (queued, answered at once) or ``DryRun`` (only checked).
+INVOCATION_TYPE_HEADER = "X-Nimbus-Invocation-Type"
+
+#: The server's defaults for a function's asynchronous invocations: attempts per event
+#: (the first and two retries) and the oldest an event may get before it is given up.
+DEFAULT_ASYNC_MAX_ATTEMPTS = 3
+DEFAULT_ASYNC_MAX_AGE_S = 6 * 3600
+
+#: Statuses of an asynchronous invocation that will not change any more.
+FINISHED_STATUSES = ("succeeded", "failed")
 
 
 class NimbusClientError(Exception):
@@ -122,6 +137,14 @@ class FunctionSpec:
     secret_env: dict[str, str] | None = field(default=None, repr=False)
     #: ``none`` (the server's default) or ``egress``.
     network: str | None = None
+    #: Asynchronous invocations: attempts per event (1-3) and the oldest an event may
+    #: get, in seconds (60-21600); unset: the server's defaults (3, 6 hours).
+    async_max_attempts: int | None = None
+    async_max_age_s: int | None = None
+    #: Functions of the same namespace that get a record of each asynchronous event's
+    #: success, or of its failure after the last attempt; unset: none.
+    on_success: str | None = None
+    on_failure: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The request body: unset optional fields are left out (server defaults apply)."""
@@ -153,6 +176,12 @@ class Function:
     reserved_concurrency: int | None = None
     #: ``$LATEST`` for the editable head, else the published version's number.
     version: str = LATEST
+    #: Asynchronous invocations (see :class:`FunctionSpec`). They apply to the function
+    #: as a whole, whatever qualifier an event names: read them on the head.
+    async_max_attempts: int = DEFAULT_ASYNC_MAX_ATTEMPTS
+    async_max_age_s: int = DEFAULT_ASYNC_MAX_AGE_S
+    on_success: str | None = None
+    on_failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +297,9 @@ class NewApiKey(ApiKey):
     """A key just created: ``secret`` is the key itself, shown only this once."""
 
     secret: str = field(default="", repr=False)
+    #: The key's AWS Signature V4 credentials, for the Lambda-compatible API.
+    access_key_id: str = ""
+    secret_access_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -315,15 +347,64 @@ class Invocation:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Invocation:
-        err = data.get("error")
-        error = None
-        if isinstance(err, dict):
-            error = FunctionError(
-                error_type=str(err.get("errorType", "Error")),
-                error_message=str(err.get("errorMessage", "")),
-                stack_trace=[str(line) for line in err.get("stackTrace") or []],
-            )
-        return _load(cls, {**data, "error": error, "raw": data})
+        return _load(cls, {**data, "error": _function_error(data.get("error")), "raw": data})
+
+
+@dataclass(frozen=True)
+class AsyncInvocation:
+    """An asynchronous invocation as the server keeps it; ``raw`` is the JSON as received.
+
+    ``status``: ``queued`` (waiting for its first attempt or a retry), ``running``,
+    ``succeeded`` or ``failed`` (its last attempt failed, or it got too old; it is then
+    in the function's dead letters)."""
+
+    request_id: str
+    function_name: str
+    status: str
+    #: Attempts so far, the running one included.
+    attempts: int = 0
+    max_attempts: int = DEFAULT_ASYNC_MAX_ATTEMPTS
+    #: The version or alias the event names; None for ``$LATEST``.
+    qualifier: str | None = None
+    #: Seconds since the epoch.
+    created_at: float | None = None
+    finished_at: float | None = None
+    #: When a queued event is tried next (seconds since the epoch).
+    next_attempt_at: float | None = None
+    #: What the handler returned (``succeeded`` only).
+    result: Any = None
+    #: The most recent failure; kept after a retry succeeds.
+    error: FunctionError | None = None
+    #: Why it failed for good: ``attempts_exhausted`` or ``age_exceeded``.
+    dead_reason: str | None = None
+    #: The event as sent.
+    event: Any = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        """True once it succeeded or failed for good (it will not change any more, unless
+        a failed one is re-driven)."""
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AsyncInvocation:
+        return _load(cls, {**data, "error": _function_error(data.get("error")), "raw": data})
+
+
+def _function_error(err: Any) -> FunctionError | None:
+    """A ``{"errorType", "errorMessage", "stackTrace"}`` object, or None."""
+    if not isinstance(err, dict):
+        return None
+    return FunctionError(
+        error_type=str(err.get("errorType", "Error")),
+        error_message=str(err.get("errorMessage", "")),
+        stack_trace=[str(line) for line in err.get("stackTrace") or []],
+    )
 
 
 @dataclass(frozen=True)
@@ -464,6 +545,61 @@ class NimbusClient:
             timeout=httpx.Timeout(None, connect=5.0),
         )
         return Invocation.from_json(data)
+
+    def invoke_async(self, name: str, event: Any, *, qualifier: str | None = None) -> str:
+        """Queue the event for the function and return its request id at once (the server
+        has stored it durably). It runs soon after, is retried when it fails, and may run
+        more than once: the handler sees the request id as its own, a de-duplication key.
+        Follow it with :meth:`get_invocation`. Events are limited to 256 KiB by default
+        (``413 Request.PayloadTooLarge``)."""
+        data = self._json(
+            "POST",
+            _function_path(name) + "/invocations",
+            content=json.dumps(event).encode(),
+            headers={"Content-Type": "application/json", INVOCATION_TYPE_HEADER: "Event"},
+            params={"qualifier": qualifier} if qualifier else None,
+        )
+        request_id = data.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise NimbusClientError(f"the server queued the event but sent no request id: {data}")
+        return request_id
+
+    def dry_run(self, name: str, *, qualifier: str | None = None) -> None:
+        """Check that the function (and the version or alias) exists and that this key may
+        invoke it, without running anything; raises :class:`ApiError` when not."""
+        self._request(
+            "POST",
+            _function_path(name) + "/invocations",
+            content=b"{}",
+            headers={"Content-Type": "application/json", INVOCATION_TYPE_HEADER: "DryRun"},
+            params={"qualifier": qualifier} if qualifier else None,
+        )
+
+    def get_invocation(self, request_id: str) -> AsyncInvocation:
+        """Status and outcome of an asynchronous invocation (404 ``Invocation.NotFound``
+        for an id the server does not know, or one of another namespace)."""
+        data = self._json("GET", "/v1/invocations/" + quote(request_id, safe=""))
+        return AsyncInvocation.from_json(data)
+
+    def list_dead_letters(self, name: str, limit: int = 100) -> list[AsyncInvocation]:
+        """The function's asynchronous events that failed for good, oldest failure first
+        (at most ``limit``, 1-1000)."""
+        data = self._json(
+            "GET", _function_path(name) + "/dead-letters", params={"limit": str(limit)}
+        )
+        return [AsyncInvocation.from_json(d) for d in data["dead_letters"]]
+
+    def redrive(
+        self, name: str, request_ids: Sequence[str] | None = None, *, limit: int = 1000
+    ) -> int:
+        """Queue dead letters of the function again, with all their attempts anew and the
+        same request ids: those in ``request_ids`` (ids that are not its dead letters are
+        skipped), else the ``limit`` oldest. Returns how many were queued."""
+        body: dict[str, Any] = {"limit": limit}
+        if request_ids is not None:
+            body["request_ids"] = list(request_ids)
+        data = self._json("POST", _function_path(name) + "/dead-letters/redrive", json=body)
+        return int(data["redriven"])
 
     def get_logs(
         self,

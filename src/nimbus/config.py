@@ -185,6 +185,11 @@ class Settings:
             raise InvalidSettingError(
                 f"egress_subnet must be an IPv4 block of /28 or larger, got {self.egress_subnet}"
             )
+        if self.async_retry_base_s > self.async_retry_cap_s:
+            raise InvalidSettingError(
+                f"async_retry_base_s ({self.async_retry_base_s:g}) must not exceed "
+                f"async_retry_cap_s ({self.async_retry_cap_s:g})"
+            )
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name.startswith("default_quota_") and value is not None and value <= 0:

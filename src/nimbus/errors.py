@@ -9,7 +9,8 @@ what to do. The gateway turns them into ``{"error": {"code", "message"}}``.
     │   ├── InvalidNameError        400  Function.InvalidName
     │   │   └── InvalidNamespaceNameError 400  Namespace.InvalidName
     │   ├── InvalidSettingError     400  Function.InvalidSetting
-    │   │   └── InvalidQualifierError 400  Function.InvalidQualifier
+    │   │   ├── InvalidQualifierError 400  Function.InvalidQualifier
+    │   │   └── InvalidTriggerError   400  Trigger.Invalid
     │   ├── InvalidJSONError        400  Request.InvalidJSON
     │   ├── UnsupportedMediaError   415  Request.UnsupportedMediaType
     │   ├── InvalidPackageError     400  Code.InvalidPackage
@@ -24,6 +25,7 @@ what to do. The gateway turns them into ``{"error": {"code", "message"}}``.
     │   ├── KeyNotFoundError        404  Key.NotFound
     │   ├── VersionNotFoundError    404  Function.VersionNotFound
     │   ├── InvocationNotFoundError 404  Invocation.NotFound
+    │   ├── TriggerNotFoundError    404  Trigger.NotFound
     │   └── AliasNotFoundError      404  Function.AliasNotFound
     ├── ConflictError               409  Resource.Conflict
     │   ├── NamespaceExistsError    409  Namespace.AlreadyExists
@@ -32,6 +34,7 @@ what to do. The gateway turns them into ``{"error": {"code", "message"}}``.
     │   ├── LastAdminKeyError       409  Key.LastAdmin
     │   ├── FunctionsQuotaError     409  Quota.FunctionsExceeded
     │   ├── CodeSizeQuotaError      409  Quota.CodeSizeExceeded
+    │   ├── TriggerExistsError      409  Trigger.AlreadyExists
     │   └── VersionInUseError       409  Function.VersionInUse
     ├── PayloadTooLargeError        413  Request.PayloadTooLarge
     ├── ThrottledError              429  Invocation.Throttled
@@ -90,6 +93,12 @@ class InvalidSettingError(ValidationError):
 
 class InvalidQualifierError(InvalidSettingError):
     code = "Function.InvalidQualifier"
+
+
+class InvalidTriggerError(InvalidSettingError):
+    """A trigger's schedule, time zone, catch-up policy or settings are not accepted."""
+
+    code = "Trigger.Invalid"
 
 
 class InvalidJSONError(ValidationError):
@@ -156,6 +165,10 @@ class InvocationNotFoundError(NotFoundError):
     code = "Invocation.NotFound"
 
 
+class TriggerNotFoundError(NotFoundError):
+    code = "Trigger.NotFound"
+
+
 class ConflictError(NimbusError):
     code = "Resource.Conflict"
     status = 409
@@ -187,6 +200,10 @@ class CodeSizeQuotaError(ConflictError):
     """The namespace's functions would hold more code than its ``max_code_bytes``."""
 
     code = "Quota.CodeSizeExceeded"
+
+
+class TriggerExistsError(ConflictError):
+    code = "Trigger.AlreadyExists"
 
 
 class VersionInUseError(ConflictError):
@@ -239,6 +256,7 @@ ALL_ERRORS: tuple[type[NimbusError], ...] = (
     InvalidNamespaceNameError,
     InvalidSettingError,
     InvalidQualifierError,
+    InvalidTriggerError,
     InvalidJSONError,
     UnsupportedMediaError,
     InvalidPackageError,
@@ -254,6 +272,7 @@ ALL_ERRORS: tuple[type[NimbusError], ...] = (
     VersionNotFoundError,
     AliasNotFoundError,
     InvocationNotFoundError,
+    TriggerNotFoundError,
     ConflictError,
     NamespaceExistsError,
     NamespaceNotEmptyError,
@@ -261,6 +280,7 @@ ALL_ERRORS: tuple[type[NimbusError], ...] = (
     LastAdminKeyError,
     FunctionsQuotaError,
     CodeSizeQuotaError,
+    TriggerExistsError,
     VersionInUseError,
     PayloadTooLargeError,
     ThrottledError,

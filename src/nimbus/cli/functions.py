@@ -18,8 +18,9 @@ from nimbus.cli.context import (
     print_table,
     stderr_console,
 )
+from nimbus.cli.invocations import format_max_age, parse_max_age
 from nimbus.cli.packaging import load_package
-from nimbus.client import CodeUpload, Function, FunctionSpec, NimbusClient
+from nimbus.client import LATEST, CodeUpload, Function, FunctionSpec, NimbusClient
 
 #: Packages larger than this are uploaded with a progress bar.
 PROGRESS_THRESHOLD_BYTES = 1024 * 1024
@@ -68,6 +69,41 @@ NetworkOpt = Annotated[
         "Runtime API; egress: it may also reach outside networks.",
     ),
 ]
+AsyncMaxAttemptsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--async-max-attempts",
+        help="Attempts per asynchronous event, 1-3 (the first and up to two retries).",
+        min=1,
+    ),
+]
+AsyncMaxAgeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--async-max-age",
+        metavar="SECONDS|DURATION",
+        help="Oldest an asynchronous event may get before it is given up: seconds or "
+        "a duration like 90m or 6h (1 minute to 6 hours).",
+    ),
+]
+OnSuccessOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--on-success",
+        metavar="FUNCTION",
+        help="Function of the same namespace that gets a record of each asynchronous "
+        "event that succeeded.",
+    ),
+]
+OnFailureOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--on-failure",
+        metavar="FUNCTION",
+        help="Function of the same namespace that gets a record of each asynchronous "
+        "event that failed its last attempt.",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 NETWORKS = ("none", "egress")
@@ -89,6 +125,10 @@ def deploy(
     description: DescriptionOpt = None,
     max_instances: MaxInstancesOpt = None,
     network: NetworkOpt = None,
+    async_max_attempts: AsyncMaxAttemptsOpt = None,
+    async_max_age: AsyncMaxAgeOpt = None,
+    on_success: OnSuccessOpt = None,
+    on_failure: OnFailureOpt = None,
     prewarm: Annotated[
         bool,
         typer.Option(
@@ -115,6 +155,10 @@ def deploy(
         description=description,
         max_instances=max_instances,
         network=network,
+        async_max_attempts=async_max_attempts,
+        async_max_age=async_max_age,
+        on_success=on_success,
+        on_failure=on_failure,
     )
     package = load_package(path)
     with client_from(ctx, url, token) as client:
@@ -146,6 +190,10 @@ def deploy(
                 max_instances=max_instances,
                 secret_env=changes.get("secret_env"),
                 network=network,
+                async_max_attempts=async_max_attempts,
+                async_max_age_s=changes.get("async_max_age_s"),
+                on_success=on_success,
+                on_failure=on_failure,
             )
             function = client.put_function(name, spec, prewarm=prewarm)
             verb = "created"
@@ -175,6 +223,16 @@ def update(
     description: DescriptionOpt = None,
     max_instances: MaxInstancesOpt = None,
     network: NetworkOpt = None,
+    async_max_attempts: AsyncMaxAttemptsOpt = None,
+    async_max_age: AsyncMaxAgeOpt = None,
+    on_success: OnSuccessOpt = None,
+    clear_on_success: Annotated[
+        bool, typer.Option("--clear-on-success", help="Remove the on-success destination.")
+    ] = False,
+    on_failure: OnFailureOpt = None,
+    clear_on_failure: Annotated[
+        bool, typer.Option("--clear-on-failure", help="Remove the on-failure destination.")
+    ] = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -189,7 +247,19 @@ def update(
         description=description,
         max_instances=max_instances,
         network=network,
+        async_max_attempts=async_max_attempts,
+        async_max_age=async_max_age,
+        on_success=on_success,
+        on_failure=on_failure,
     )
+    for clear, given, option in (
+        (clear_on_success, on_success, "on-success"),
+        (clear_on_failure, on_failure, "on-failure"),
+    ):
+        if clear:
+            if given is not None:
+                fail(f"--{option} and --clear-{option} cannot be used together")
+            changes[option.replace("-", "_")] = None  # PATCH: null removes it
     if clear_env:
         if env:
             fail("--env and --clear-env cannot be used together")
@@ -202,7 +272,8 @@ def update(
         fail(
             "nothing to update: give at least one of --memory, --timeout, --env, --clear-env, "
             "--secret-env, --clear-secret-env, --handler, --runtime, --description, "
-            "--max-instances, --network"
+            "--max-instances, --network, --async-max-attempts, --async-max-age, "
+            "--on-success, --clear-on-success, --on-failure, --clear-on-failure"
         )
     with client_from(ctx, url, token) as client:
         function = client.patch_function(name, changes)
@@ -292,10 +363,21 @@ def config_changes(
     max_instances: int | None,
     secret_env: list[str] | None = None,
     network: str | None = None,
+    async_max_attempts: int | None = None,
+    async_max_age: str | None = None,
+    on_success: str | None = None,
+    on_failure: str | None = None,
 ) -> dict[str, Any]:
     """The PATCH body for the options that were given (``None`` means not given)."""
     if network is not None and network not in NETWORKS:
         raise typer.BadParameter(f"choose one of: {', '.join(NETWORKS)}", param_hint="--network")
+    for target, option in ((on_success, "on-success"), (on_failure, "on-failure")):
+        if target is not None and not target.strip():
+            raise typer.BadParameter(
+                f"give a function name (to remove the destination: `nimbus update NAME "
+                f"--clear-{option}`)",
+                param_hint=f"--{option}",
+            )
     changes: dict[str, Any] = {
         "runtime": runtime,
         "handler": handler,
@@ -306,6 +388,10 @@ def config_changes(
         "description": description,
         "max_instances": max_instances,
         "network": network,
+        "async_max_attempts": async_max_attempts,
+        "async_max_age_s": parse_max_age(async_max_age) if async_max_age is not None else None,
+        "on_success": on_success,
+        "on_failure": on_failure,
     }
     return {k: v for k, v in changes.items() if v is not None}
 
@@ -376,6 +462,17 @@ def function_details(function: Function) -> list[str]:
         ("max instances", "-" if function.max_instances is None else str(function.max_instances)),
         ("reserved concurrency", reserved),
         ("network", function.network),
+        # Asynchronous settings apply to the whole function: shown on the head only.
+        *(
+            [
+                ("async max attempts", str(function.async_max_attempts)),
+                ("async max age", format_max_age(function.async_max_age_s)),
+                ("on success", function.on_success or "-"),
+                ("on failure", function.on_failure or "-"),
+            ]
+            if function.version == LATEST
+            else []
+        ),
         ("env", env),
         ("secret env", "\n".join(f"{k}=<hidden>" for k in function.secret_env_keys) or "-"),
         ("description", function.description or "-"),

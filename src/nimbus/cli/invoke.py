@@ -1,4 +1,5 @@
-"""``nimbus invoke``: run a function once and print what it returned."""
+"""``nimbus invoke``: run a function once and print what it returned (or, with
+``--async`` and ``--dry-run``, queue the call or only check it: see ``invocations``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from nimbus.cli import invocations
 from nimbus.cli.context import TokenOption, UrlOption, client_from, echo_json, fail, stderr_console
 from nimbus.client import LATEST, Invocation
 
@@ -45,16 +47,45 @@ def invoke(
             help="What runs: $LATEST (the default), a version number or an alias.",
         ),
     ] = None,
+    run_async: Annotated[
+        bool,
+        typer.Option(
+            "--async",
+            help="Queue the event and return at once: prints its request id "
+            "(follow it with `nimbus invocation show ID`).",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Only check that the function (and qualifier) exists and that your key "
+            "may invoke it; nothing runs.",
+        ),
+    ] = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Invoke a function synchronously. The event defaults to {}.
+    """Invoke a function synchronously, or queue it with --async. The event defaults to {}.
 
     The result goes to stdout as JSON; timing, the version that ran, logs and
     errors go to stderr. Exits 1 when the function failed.
     """
+    if run_async and dry_run:
+        fail("--async and --dry-run cannot be used together")
+    if (run_async or dry_run) and (log_tail or raw):
+        fail(
+            f"{'--async' if run_async else '--dry-run'} returns no result: "
+            "--log-tail and --raw go with a synchronous call"
+        )
     name, qualifier = split_qualifier(name, qualifier)
     event = read_event(data, file)
+    if run_async:
+        invocations.submit(ctx, name, qualifier, event, url, token)
+        return
+    if dry_run:
+        invocations.dry_run(ctx, name, qualifier, url, token)
+        return
     with client_from(ctx, url, token) as client:
         outcome = client.invoke(name, event, log_tail=log_tail, qualifier=qualifier)
     if raw:

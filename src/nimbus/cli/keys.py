@@ -71,6 +71,13 @@ def create(
     stderr_console().print(
         f"created {key.role} key {key.id} ({key.name}) in namespace {key.namespace}", style="dim"
     )
+    if key.access_key_id:
+        typer.echo(
+            "AWS credentials of this key, for the Lambda API (docs/lambda-api.md):\n"
+            f"  AWS_ACCESS_KEY_ID={key.access_key_id}\n"
+            f"  AWS_SECRET_ACCESS_KEY={key.secret_access_key}",
+            err=True,
+        )
     typer.echo(key.secret)
 
 

@@ -18,6 +18,7 @@ from nimbus.cli import (
     aliases,
     audit,
     functions,
+    invocations,
     invoke,
     keys,
     login,
@@ -142,6 +143,8 @@ app.command("show")(functions.show)
 app.command("delete")(functions.delete)
 app.command("runtimes")(functions.runtimes)
 app.command("invoke")(invoke.invoke)
+app.add_typer(invocations.invocation_app, name="invocation")
+app.add_typer(invocations.dead_letters_app, name="dead-letters")
 app.command("publish")(versions.publish)
 app.command("versions", help="List a function's versions (short for `nimbus version list`).")(
     versions.list_versions

@@ -29,7 +29,7 @@ from nimbus.domain.function import (
     validate_settings,
 )
 from nimbus.domain.quota import check_function_change
-from nimbus.errors import HandlerMissingError, ValidationError
+from nimbus.errors import HandlerMissingError, InvalidSettingError, ValidationError
 from nimbus.logs.store import LogStore
 from nimbus.pool.manager import PoolManager
 from nimbus.runtimes.registry import RuntimeRegistry
@@ -173,6 +173,12 @@ class FunctionService:
             on_success=config.on_success,
             on_failure=config.on_failure,
         )
+        for field_name in ("on_success", "on_failure"):
+            if getattr(config, field_name) == config.name:
+                raise InvalidSettingError(
+                    f"{field_name} names the function itself, which would invoke it in a "
+                    "loop; name another function"
+                )
         manifest = await asyncio.to_thread(self._codestore.manifest, config.code_sha256)
         candidates = handler_file_candidates(runtime.kind, config.handler)
         if not any(c in manifest.files for c in candidates):

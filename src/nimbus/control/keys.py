@@ -19,7 +19,14 @@ from collections.abc import Callable
 from nimbus.control.namespaces import NamespaceService
 from nimbus.domain.access import DELEGABLE_BY_DEVELOPER
 from nimbus.domain.audit import Actor, AuditAction, AuditEntry
-from nimbus.domain.keys import ApiKey, Role, hash_secret, new_secret
+from nimbus.domain.keys import (
+    AccessKey,
+    ApiKey,
+    Role,
+    hash_secret,
+    new_access_key,
+    new_secret,
+)
 from nimbus.domain.namespace import DEFAULT_NAMESPACE, namespace_not_found
 from nimbus.errors import (
     ForbiddenError,
@@ -66,8 +73,9 @@ class KeyService:
 
     async def create(
         self, actor: ApiKey, namespace: str, role: Role, name: str
-    ) -> tuple[ApiKey, str]:
-        """Issue a key; returns it and its secret (the only time the secret exists)."""
+    ) -> tuple[ApiKey, str, AccessKey]:
+        """Issue a key; returns it, its secret and its SigV4 access key (the only time the
+        secrets are shown)."""
         name = validate_key_name(name)
         if actor.role is not Role.ADMIN:
             if namespace != actor.namespace:
@@ -79,6 +87,7 @@ class KeyService:
                 )
         self._namespaces.get(namespace)
         secret = new_secret()
+        access_key = new_access_key()
         key = ApiKey(new_key_id(), namespace, role, name)
         entry = AuditEntry(
             Actor.of(actor),
@@ -87,8 +96,10 @@ class KeyService:
             key.id,
             {"role": role.value, "name": name},
         )
-        stored = await asyncio.to_thread(self._store.add_key, key, hash_secret(secret), entry)
-        return stored, secret
+        stored = await asyncio.to_thread(
+            self._store.add_key, key, hash_secret(secret), entry, access_key
+        )
+        return stored, secret, access_key
 
     async def list(self, namespace: str | None) -> list[ApiKey]:
         return await asyncio.to_thread(self._store.list_keys, namespace)

@@ -118,6 +118,10 @@ class AsyncInvoker:
         self._wakeup.set()
         return event
 
+    def wake(self) -> None:
+        """New events were stored by someone else (a timer): look now."""
+        self._wakeup.set()
+
     async def status(self, event_id: str) -> EventStatus | None:
         event = await asyncio.to_thread(self._queue.get, event_id)
         return EventStatus.of(event) if event is not None else None

@@ -20,6 +20,9 @@ class AuditAction(enum.StrEnum):
     ALIAS_DELETE = "alias.delete"  # an alias was deleted
     CONCURRENCY_SET = "concurrency.set"  # reserved concurrency set or removed
     PROVISIONED_SET = "provisioned.set"  # provisioned instances set or removed
+    TRIGGER_CREATE = "trigger.create"  # a trigger was created
+    TRIGGER_UPDATE = "trigger.update"  # enabled or disabled
+    TRIGGER_DELETE = "trigger.delete"  # deleted
     KEY_CREATE = "key.create"  # an API key was issued
     KEY_REVOKE = "key.revoke"  # an API key was revoked
     NAMESPACE_CREATE = "namespace.create"  # a namespace was created

@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from nimbus import __version__
+from nimbus.compat import lambda_ops
+from nimbus.compat.lambda_api import LambdaApi
 from nimbus.domain.function import NAME_RE
 from nimbus.errors import (
     InvalidNameError,
@@ -27,7 +29,13 @@ from nimbus.errors import (
     InvalidSettingError,
     NimbusError,
 )
-from nimbus.gateway import routes_events, routes_functions, routes_tenancy, routes_versions
+from nimbus.gateway import (
+    routes_events,
+    routes_functions,
+    routes_tenancy,
+    routes_triggers,
+    routes_versions,
+)
 from nimbus.gateway.access import Access
 from nimbus.gateway.invoke import InvokeFastPath
 
@@ -52,12 +60,14 @@ def error_response(exc: NimbusError) -> JSONResponse:
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
 
 
-def create_asgi(platform: "Platform") -> InvokeFastPath:
+def create_asgi(platform: "Platform") -> LambdaApi:
     """What ``nimbus serve`` runs: the app behind the invoke fast path, which skips
     FastAPI's middleware, routing and dependency solving for warm calls (same checks,
-    same answers; the FastAPI route stays for the OpenAPI document and invalid names)."""
+    same answers; the FastAPI route stays for the OpenAPI document and invalid names),
+    behind the AWS Lambda API's paths (``/2015-03-31/...``, see docs/lambda-api.md)."""
     app = create_app(platform)
-    return InvokeFastPath(app, platform=platform, access=Access(platform), on_error=error_response)
+    fast = InvokeFastPath(app, platform=platform, access=Access(platform), on_error=error_response)
+    return LambdaApi(fast, platform=platform, routes=lambda_ops.routes(platform))
 
 
 def create_app(platform: "Platform") -> FastAPI:
@@ -125,6 +135,8 @@ def create_app(platform: "Platform") -> FastAPI:
     app.include_router(routes_tenancy.router(platform, access))
     app.include_router(routes_versions.router(platform, access))
     app.include_router(routes_events.router(platform, access))
+    app.include_router(routes_triggers.router(platform, access))
+    app.router.routes.extend(routes_triggers.function_url_routes(platform, error_response))
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
     return app
 

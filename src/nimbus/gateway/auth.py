@@ -18,6 +18,8 @@ class KeyRing:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._cache: dict[str, ApiKey] = {}
+        #: Access key id → (its key, its secret), for AWS Signature V4.
+        self._access: dict[str, tuple[ApiKey, str]] = {}
         # Ids revoked while this process runs: a lookup that raced a revoke is not cached.
         self._revoked: set[str] = set()
 
@@ -36,9 +38,23 @@ class KeyRing:
             self._cache[digest] = key
         return key
 
+    async def access_key(self, access_key_id: str) -> tuple[ApiKey, str] | None:
+        """The live key owning a SigV4 access key id, and the access key's secret (to check
+        a signature with); cached like keys, forgotten with them."""
+        found = self._access.get(access_key_id)
+        if found is None:
+            found = await asyncio.to_thread(self._store.find_access_key, access_key_id)
+            if found is None or found[0].id in self._revoked:
+                return None
+            self._access[access_key_id] = found
+        return found
+
     def forget(self, key_id: str) -> None:
         """Drop a key from the cache (it was revoked)."""
         self._revoked.add(key_id)
         for digest, key in list(self._cache.items()):
             if key.id == key_id:
                 del self._cache[digest]
+        for access_key_id, (key, _secret) in list(self._access.items()):
+            if key.id == key_id:
+                del self._access[access_key_id]

@@ -74,7 +74,7 @@ def router(platform: "Platform", access: Access) -> APIRouter:
                 f"no asynchronous invocation {request_id!r}; use the request_id that "
                 "the 202 answer gave"
             )
-        require(key, Permission.READ)
+        require(key, Permission.INVOKE)  # whoever may send an event may follow it
         return _out(found.event, found.status)
 
     @api.get(
@@ -87,8 +87,8 @@ def router(platform: "Platform", access: Access) -> APIRouter:
         scope: Reader,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> s.DeadLetterList:
-        """Asynchronous events of the function that failed their last attempt (and had no
-        on_failure destination), oldest first."""
+        """Asynchronous events of the function that failed their last attempt, oldest
+        first (with an on_failure destination, a record of each also went there)."""
         await platform.functions.get(scope.namespace, name)
         dead = await platform.events.dead_letters(scope.namespace, name, limit)
         return s.DeadLetterList(dead_letters=[_out(e, "failed") for e in dead])

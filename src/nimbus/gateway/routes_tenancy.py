@@ -121,8 +121,15 @@ def router(platform: "Platform", access: Access) -> APIRouter:
         if key.role is not Role.ADMIN and target != key.namespace:
             raise namespace_not_found(target)
         require(key, Permission.KEYS)
-        created, secret = await platform.keys.create(key, target, Role(body.role), body.name)
-        return s.KeyCreated(**s.KeyOut.of(created).model_dump(), secret=secret)
+        created, secret, access = await platform.keys.create(
+            key, target, Role(body.role), body.name
+        )
+        return s.KeyCreated(
+            **s.KeyOut.of(created).model_dump(),
+            secret=secret,
+            access_key_id=access.id,
+            secret_access_key=access.secret,
+        )
 
     @api.get("/v1/keys", response_model=s.KeyList, responses=s.ERROR_RESPONSES, tags=["keys"])
     async def list_keys(

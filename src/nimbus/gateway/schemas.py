@@ -50,9 +50,9 @@ _NETWORK_DOC = (
 )
 Network = Literal["none", "egress"]
 _DESTINATION_DOC = (
-    "A function of the same namespace that receives a record of each asynchronous "
-    "event's outcome (on_failure: after its last attempt; without it, failures go to "
-    "the dead letters)"
+    "A function of the same namespace (not this one) that receives a record of each "
+    "asynchronous event's outcome (on_failure: after its last attempt; the failed event "
+    "also stays in the dead letters, where it can be re-driven)"
 )
 
 
@@ -368,6 +368,47 @@ class RedriveOut(BaseModel):
     redriven: int
 
 
+class TriggerIn(_Strict):
+    name: str = Field(
+        pattern=NAME_RE.pattern, description="The trigger's name, unique per function"
+    )
+    type: Literal["timer", "http"]
+    qualifier: str | None = Field(
+        default=None,
+        pattern=QUALIFIER_PATTERN,
+        max_length=128,
+        description="Version or alias the trigger invokes (default $LATEST)",
+    )
+    enabled: bool = True
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description='timer: {"schedule": "*/10 * * * * *" | "rate(5 minutes)", "timezone": '
+        '"Asia/Shanghai", "payload": {...}, "catch_up": "latest" | "all" | "none"}; '
+        'http: {"auth": "key" | "public"}',
+    )
+
+
+class TriggerPatch(_Strict):
+    enabled: bool
+
+
+class TriggerOut(BaseModel):
+    name: str
+    function: str
+    type: str
+    qualifier: str | None
+    enabled: bool
+    config: dict[str, Any]
+    last_fired: datetime | None = Field(description="timer: the newest tick fired")
+    url: str | None = Field(description="http: the function URL")
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class TriggerList(BaseModel):
+    triggers: list[TriggerOut]
+
+
 class LogLineOut(BaseModel):
     ts: float
     request_id: str | None
@@ -485,6 +526,10 @@ class KeyOut(BaseModel):
 
 class KeyCreated(KeyOut):
     secret: str = Field(description="The API key itself: shown only in this answer")
+    access_key_id: str = Field(
+        description="AWS Signature V4 access key id of this key, for the Lambda-compatible API"
+    )
+    secret_access_key: str = Field(description="Its secret access key: shown only in this answer")
 
 
 class KeyList(BaseModel):

@@ -8,7 +8,7 @@ process: a SIGKILL, a crash or an OOM kill of the server loses nothing that was
 committed, and the next open replays the WAL. Only a power loss or a kernel crash can
 lose the last transactions (never corrupting the database). ``synchronous="FULL"``
 fsyncs the WAL at every commit and survives those too, at the price of one fsync per
-write (see ``bench/queue.py``). NORMAL matches the metadata store, which has the same
+write (see ``bench/queue_throughput.py``). NORMAL matches the metadata store, which has the same
 exposure; power-loss durability is what the PostgreSQL backend is for.
 
 Concurrency. Every write runs in ``BEGIN IMMEDIATE`` on the one writer connection: it
@@ -21,7 +21,7 @@ connections and WAL snapshots, without waiting for writers.
 Why the standard ``sqlite3`` module and not SQLAlchemy Core like the metadata store:
 the queue is on the path of every asynchronous invocation (three write transactions
 per event), and Core's per-statement machinery cut throughput about sixfold in
-``bench/queue.py``. The SQL is small and SQLite-specific anyway (partial index).
+``bench/queue_throughput.py``. The SQL is small and SQLite-specific anyway (partial index).
 """
 
 from __future__ import annotations

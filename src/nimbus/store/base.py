@@ -14,8 +14,9 @@ from typing import Protocol
 
 from nimbus.domain.audit import AuditEntry, AuditRecord
 from nimbus.domain.function import FunctionConfig
-from nimbus.domain.keys import ApiKey
+from nimbus.domain.keys import AccessKey, ApiKey
 from nimbus.domain.namespace import Namespace, Quotas
+from nimbus.domain.trigger import Trigger
 from nimbus.domain.version import Alias
 
 
@@ -85,6 +86,33 @@ class Store(Protocol):
     ) -> bool:
         """Delete it (and provisioned instances set on it); False when it did not exist."""
 
+    # ---- triggers ----
+    def create_trigger(self, trigger: Trigger, audit_entry: AuditEntry | None = None) -> Trigger:
+        """Store a new trigger; TriggerExistsError / FunctionNotFoundError."""
+
+    def list_triggers(
+        self, namespace: str | None = None, function: str | None = None
+    ) -> list[Trigger]:
+        """Triggers, by namespace, function and name."""
+
+    def set_trigger_enabled(
+        self,
+        namespace: str,
+        function: str,
+        name: str,
+        enabled: bool,
+        audit_entry: AuditEntry | None = None,
+    ) -> Trigger | None:
+        """Enable or disable; None when there is no such trigger."""
+
+    def delete_trigger(
+        self, namespace: str, function: str, name: str, audit_entry: AuditEntry | None = None
+    ) -> bool:
+        """Delete; False when there was nothing to delete."""
+
+    def set_trigger_fired(self, namespace: str, function: str, name: str, tick: datetime) -> None:
+        """Remember the newest tick a timer fired (never moves backwards)."""
+
     def set_provisioned(
         self,
         namespace: str,
@@ -125,12 +153,20 @@ class Store(Protocol):
 
     # ---- keys ----
     def add_key(
-        self, key: ApiKey, secret_hash: str, audit_entry: AuditEntry | None = None
+        self,
+        key: ApiKey,
+        secret_hash: str,
+        audit_entry: AuditEntry | None = None,
+        access_key: AccessKey | None = None,
     ) -> ApiKey:
-        """Store a key under the hash of its secret; returns it with its creation time."""
+        """Store a key under the hash of its secret, with its SigV4 ``access_key`` (the
+        secret sealed) in the same transaction; returns it with its creation time."""
 
     def find_key(self, secret_hash: str) -> ApiKey | None:
         """The key whose secret hashes to ``secret_hash``, unless revoked."""
+
+    def find_access_key(self, access_key_id: str) -> tuple[ApiKey, str] | None:
+        """The live key owning this access key id, and the access key's secret."""
 
     def get_key(self, key_id: str) -> ApiKey | None:
         """The key with this id, unless revoked."""

@@ -16,12 +16,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from nimbus.domain.audit import AuditEntry, AuditRecord
 from nimbus.domain.function import FunctionConfig
-from nimbus.domain.keys import ApiKey, Role
+from nimbus.domain.keys import AccessKey, ApiKey, Role
 from nimbus.domain.namespace import Namespace, Quotas
+from nimbus.domain.trigger import Trigger
 from nimbus.domain.version import SNAPSHOT_FIELDS, Alias, snapshot_digest
 from nimbus.errors import (
     FunctionNotFoundError,
     NamespaceNotFoundError,
+    TriggerExistsError,
     VersionInUseError,
     VersionNotFoundError,
 )
@@ -86,6 +88,21 @@ aliases = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+triggers = sa.Table(
+    "triggers",
+    metadata,
+    sa.Column("namespace", sa.String(64), primary_key=True),
+    sa.Column("function", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("qualifier", sa.String(128), nullable=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("last_fired", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 #: Instances kept initialised for a version or an alias.
 provisioned = sa.Table(
     "provisioned",
@@ -107,6 +124,17 @@ api_keys = sa.Table(
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+#: AWS Signature V4 credentials of API keys (the Lambda-compatible API). The secret is
+#: sealed by SecretBox: checking a signature needs it, so it cannot be hashed. A key made
+#: before this table existed has none. Live while its API key is.
+access_keys = sa.Table(
+    "access_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("secret", sa.Text, nullable=False),
 )
 
 namespaces = sa.Table(
@@ -230,6 +258,21 @@ def _alias(row: Any) -> Alias:
         weights={int(k): float(v) for k, v in json.loads(row.weights).items()},
         description=row.description,
         revision=row.revision,
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+    )
+
+
+def _trigger(row: Any) -> Trigger:
+    return Trigger(
+        namespace=row.namespace,
+        function=row.function,
+        name=row.name,
+        type=row.type,
+        qualifier=row.qualifier,
+        enabled=bool(row.enabled),
+        config=json.loads(row.config),
+        last_fired=_utc(row.last_fired),
         created_at=_utc(row.created_at),
         updated_at=_utc(row.updated_at),
     )
@@ -377,7 +420,7 @@ class SqliteStore:
                 )
             )
             if result.rowcount:
-                for table in (versions, aliases, provisioned):
+                for table in (versions, aliases, provisioned, triggers):
                     conn.execute(
                         table.delete().where(
                             table.c.namespace == namespace, table.c.function == name
@@ -622,6 +665,110 @@ class SqliteStore:
                 _record(conn, audit_entry)
         return bool(result.rowcount)
 
+    # ---- triggers ------------------------------------------------------------------
+    def create_trigger(self, trigger: Trigger, audit_entry: AuditEntry | None = None) -> Trigger:
+        now = datetime.now(UTC)
+        key = (
+            (triggers.c.namespace == trigger.namespace)
+            & (triggers.c.function == trigger.function)
+            & (triggers.c.name == trigger.name)
+        )
+        with self._engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(functions.c.name).where(
+                    functions.c.namespace == trigger.namespace,
+                    functions.c.name == trigger.function,
+                )
+            ).first()
+            if exists is None:
+                raise FunctionNotFoundError(f"function {trigger.function!r} does not exist")
+            if conn.execute(sa.select(triggers.c.name).where(key)).first() is not None:
+                raise TriggerExistsError(
+                    f"function {trigger.function!r} already has a trigger {trigger.name!r}; "
+                    "delete it first or choose another name"
+                )
+            conn.execute(
+                triggers.insert().values(
+                    namespace=trigger.namespace,
+                    function=trigger.function,
+                    name=trigger.name,
+                    type=trigger.type,
+                    qualifier=trigger.qualifier,
+                    enabled=trigger.enabled,
+                    config=json.dumps(trigger.config, sort_keys=True),
+                    last_fired=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            _record(conn, audit_entry, type=trigger.type)
+            row = conn.execute(sa.select(triggers).where(key)).one()
+        return _trigger(row)
+
+    def list_triggers(
+        self, namespace: str | None = None, function: str | None = None
+    ) -> list[Trigger]:
+        query = sa.select(triggers).order_by(
+            triggers.c.namespace, triggers.c.function, triggers.c.name
+        )
+        if namespace is not None:
+            query = query.where(triggers.c.namespace == namespace)
+        if function is not None:
+            query = query.where(triggers.c.function == function)
+        with self._engine.connect() as conn:
+            return [_trigger(r) for r in conn.execute(query)]
+
+    def set_trigger_enabled(
+        self,
+        namespace: str,
+        function: str,
+        name: str,
+        enabled: bool,
+        audit_entry: AuditEntry | None = None,
+    ) -> Trigger | None:
+        key = (
+            (triggers.c.namespace == namespace)
+            & (triggers.c.function == function)
+            & (triggers.c.name == name)
+        )
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                triggers.update().where(key).values(enabled=enabled, updated_at=datetime.now(UTC))
+            )
+            if not result.rowcount:
+                return None
+            _record(conn, audit_entry, enabled=enabled)
+            return _trigger(conn.execute(sa.select(triggers).where(key)).one())
+
+    def delete_trigger(
+        self, namespace: str, function: str, name: str, audit_entry: AuditEntry | None = None
+    ) -> bool:
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                triggers.delete().where(
+                    triggers.c.namespace == namespace,
+                    triggers.c.function == function,
+                    triggers.c.name == name,
+                )
+            )
+            if result.rowcount:
+                _record(conn, audit_entry)
+        return bool(result.rowcount)
+
+    def set_trigger_fired(self, namespace: str, function: str, name: str, tick: datetime) -> None:
+        """Remember the newest tick a timer fired (only ever moves forward)."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                triggers.update()
+                .where(
+                    triggers.c.namespace == namespace,
+                    triggers.c.function == function,
+                    triggers.c.name == name,
+                    sa.or_(triggers.c.last_fired.is_(None), triggers.c.last_fired < tick),
+                )
+                .values(last_fired=tick)
+            )
+
     # ---- provisioned instances -----------------------------------------------------
     def set_provisioned(
         self,
@@ -757,7 +904,11 @@ class SqliteStore:
 
     # ---- keys --------------------------------------------------------------
     def add_key(
-        self, key: ApiKey, secret_hash: str, audit_entry: AuditEntry | None = None
+        self,
+        key: ApiKey,
+        secret_hash: str,
+        audit_entry: AuditEntry | None = None,
+        access_key: AccessKey | None = None,
     ) -> ApiKey:
         created_at = key.created_at or datetime.now(UTC)
         with self._engine.begin() as conn:
@@ -771,6 +922,13 @@ class SqliteStore:
                     created_at=created_at,
                 )
             )
+            if access_key is not None:
+                sealed = self._secrets.seal(
+                    access_key.secret.encode(), f"access-key/{access_key.id}"
+                )
+                conn.execute(
+                    access_keys.insert().values(id=access_key.id, key_id=key.id, secret=sealed)
+                )
             _record(conn, audit_entry)
         return ApiKey(key.id, key.namespace, key.role, key.name, created_at)
 
@@ -782,6 +940,18 @@ class SqliteStore:
                 )
             ).first()
         return _key(row) if row is not None else None
+
+    def find_access_key(self, access_key_id: str) -> tuple[ApiKey, str] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(api_keys, access_keys.c.secret.label("access_secret"))
+                .join(access_keys, access_keys.c.key_id == api_keys.c.id)
+                .where(access_keys.c.id == access_key_id, api_keys.c.revoked_at.is_(None))
+            ).first()
+        if row is None:
+            return None
+        secret = self._secrets.open(row.access_secret, f"access-key/{access_key_id}")
+        return _key(row), secret.decode()
 
     def get_key(self, key_id: str) -> ApiKey | None:
         """The key with this id, unless revoked."""

@@ -1,6 +1,6 @@
 """Throughput of the SQLite queue: enqueue → lease → ack, in events per second.
 
-    .venv/bin/python bench/queue.py [--events 20000] [--synchronous NORMAL|FULL]
+    .venv/bin/python bench/queue_throughput.py [--events 20000] [--synchronous NORMAL|FULL]
 
 For each batch size (1 and 32), on a fresh database in a temporary directory:
 ``--events`` events (100-byte payloads) are enqueued, one transaction per batch
@@ -12,22 +12,15 @@ One thread, real clock; prints figures only (nothing is written to RESULTS.md).
 
 from __future__ import annotations
 
-import sys
+import argparse
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-# This file is named like the standard library's ``queue``: drop its directory from the
-# import path so that any ``import queue`` (here or in a library) finds the real one.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-import argparse  # noqa: E402
-import sqlite3  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-from nimbus.queue.base import EventState, NewEvent  # noqa: E402
-from nimbus.queue.sqlite import SqliteQueue, Synchronous  # noqa: E402
+from nimbus.queue.base import EventState, NewEvent
+from nimbus.queue.sqlite import SqliteQueue, Synchronous
 
 BATCHES = (1, 32)
 PAYLOAD = b'{"name": "bench", "pad": "' + b"x" * 72 + b'"}'

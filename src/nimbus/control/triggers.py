@@ -1,0 +1,230 @@
+"""Use cases on triggers, and the timer loop that fires them.
+
+A timer tick becomes an asynchronous invocation whose id is derived from the
+trigger and the tick (uuid5), so enqueueing it twice (a crash between the
+enqueue and remembering ``last_fired``) stores it once: each tick fires once
+across restarts. Ticks missed while the server was down follow the trigger's
+catch-up policy (see :mod:`nimbus.triggers.schedule`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from nimbus.dispatch.directory import FunctionDirectory
+from nimbus.domain.audit import Actor, AuditAction, AuditEntry
+from nimbus.domain.function import validate_name
+from nimbus.domain.trigger import HTTP_AUTH, TRIGGER_NAME_RE, TRIGGER_TYPES, Trigger
+from nimbus.domain.version import parse_qualifier
+from nimbus.errors import InvalidTriggerError, TriggerNotFoundError
+from nimbus.queue.base import NewEvent, Queue
+from nimbus.store.base import Store
+from nimbus.triggers.schedule import (
+    InvalidScheduleError,
+    due_ticks,
+    parse_catch_up_policy,
+    parse_schedule,
+)
+
+log = logging.getLogger("nimbus.triggers")
+_TICK_NAMESPACE = uuid.UUID("6f1c8a52-7d3e-4b4e-9a57-1d2f0e5c9b10")
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+def scheduled_event(trigger: Trigger, tick: datetime, event_id: str) -> dict[str, Any]:
+    """The event a timer sends: EventBridge's "Scheduled Event" shape, as Lambda gets it,
+    with the trigger's payload as ``detail``."""
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": "Scheduled Event",
+        "source": "nimbus.timer",
+        "account": "000000000000",
+        "time": tick.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "local",
+        "resources": [f"nimbus:timer:{trigger.namespace}/{trigger.function}/{trigger.name}"],
+        "detail": trigger.config.get("payload", {}),
+    }
+
+
+class TriggerService:
+    def __init__(
+        self, *, store: Store, directory: FunctionDirectory, queue: Queue, wake: Any
+    ) -> None:
+        self._store = store
+        self._directory = directory
+        self._queue = queue
+        self._wake = wake  # called after a timer enqueued events
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _entry(
+        actor: Actor | None, namespace: str, action: AuditAction, target: str
+    ) -> AuditEntry | None:
+        return AuditEntry(actor, namespace, action, target) if actor is not None else None
+
+    async def create(
+        self,
+        namespace: str,
+        function: str,
+        name: str,
+        type_: str,
+        *,
+        qualifier: str | None,
+        config: dict[str, Any],
+        enabled: bool = True,
+        actor: Actor | None = None,
+    ) -> Trigger:
+        validate_name(function)
+        if not TRIGGER_NAME_RE.match(name):
+            raise InvalidTriggerError(
+                f"invalid trigger name {name!r}: use 1-64 letters, digits, '-' or '_', "
+                "starting with a letter"
+            )
+        if type_ not in TRIGGER_TYPES:
+            raise InvalidTriggerError(
+                f"unknown trigger type {type_!r}; choose one of {', '.join(TRIGGER_TYPES)}"
+            )
+        await self._directory.resolve(namespace, function, parse_qualifier(qualifier))
+        clean = self._validate(type_, config)
+        trigger = Trigger(namespace, function, name, type_, qualifier, enabled, clean)
+        entry = self._entry(actor, namespace, AuditAction.TRIGGER_CREATE, f"{function}/{name}")
+        return await asyncio.to_thread(self._store.create_trigger, trigger, entry)
+
+    @staticmethod
+    def _validate(type_: str, config: dict[str, Any]) -> dict[str, Any]:
+        if type_ == "http":
+            auth = config.get("auth", "key")
+            unknown = set(config) - {"auth"}
+            if auth not in HTTP_AUTH or unknown:
+                raise InvalidTriggerError('an http trigger takes {"auth": "public" | "key"} only')
+            return {"auth": auth}
+        unknown = set(config) - {"schedule", "timezone", "payload", "catch_up"}
+        if unknown or "schedule" not in config:
+            raise InvalidTriggerError(
+                "a timer trigger takes schedule (cron or rate(...)), and optionally "
+                "timezone (IANA name), payload (JSON) and catch_up (latest, all or none)"
+            )
+        timezone = str(config.get("timezone") or "UTC")
+        try:
+            parse_schedule(str(config["schedule"]), timezone)
+            catch_up = parse_catch_up_policy(str(config.get("catch_up") or "latest"))
+        except InvalidScheduleError as exc:
+            raise InvalidTriggerError(str(exc)) from exc
+        payload = config.get("payload", {})
+        if len(json.dumps(payload)) > MAX_PAYLOAD_BYTES:
+            raise InvalidTriggerError(f"a timer's payload is limited to {MAX_PAYLOAD_BYTES} bytes")
+        return {
+            "schedule": str(config["schedule"]),
+            "timezone": timezone,
+            "payload": payload,
+            "catch_up": catch_up,
+        }
+
+    async def list(self, namespace: str, function: str | None = None) -> list[Trigger]:
+        if function is not None:
+            await self._directory.get(namespace, validate_name(function))
+        return await asyncio.to_thread(self._store.list_triggers, namespace, function)
+
+    async def get(self, namespace: str, function: str, name: str) -> Trigger:
+        for trigger in await self.list(namespace, function):
+            if trigger.name == name:
+                return trigger
+        raise _not_found(function, name)
+
+    async def set_enabled(
+        self, namespace: str, function: str, name: str, enabled: bool, *, actor: Actor | None
+    ) -> Trigger:
+        await self._directory.get(namespace, validate_name(function))
+        entry = self._entry(actor, namespace, AuditAction.TRIGGER_UPDATE, f"{function}/{name}")
+        found = await asyncio.to_thread(
+            self._store.set_trigger_enabled, namespace, function, name, enabled, entry
+        )
+        if found is None:
+            raise _not_found(function, name)
+        return found
+
+    async def delete(
+        self, namespace: str, function: str, name: str, *, actor: Actor | None
+    ) -> None:
+        await self._directory.get(namespace, validate_name(function))
+        entry = self._entry(actor, namespace, AuditAction.TRIGGER_DELETE, f"{function}/{name}")
+        if not await asyncio.to_thread(
+            self._store.delete_trigger, namespace, function, name, entry
+        ):
+            raise _not_found(function, name)
+
+    async def http_trigger(self, namespace: str, function: str) -> Trigger | None:
+        """The function's enabled http trigger, if it has one."""
+        for trigger in await asyncio.to_thread(self._store.list_triggers, namespace, function):
+            if trigger.type == "http" and trigger.enabled:
+                return trigger
+        return None
+
+    # ---- the timer loop ------------------------------------------------------------------
+    def start(self, interval_s: float = 0.5) -> None:
+        self._task = asyncio.create_task(self._timers(interval_s), name="nimbus-timers")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _timers(self, interval_s: float) -> None:
+        while True:
+            try:
+                fired = await asyncio.to_thread(self.fire_due, datetime.now(UTC))
+                if fired:
+                    self._wake()
+            except Exception:
+                log.exception("firing timer triggers failed")
+            await asyncio.sleep(interval_s)
+
+    def fire_due(self, now: datetime) -> int:
+        """Enqueue every due tick of every enabled timer (in a thread)."""
+        fired = 0
+        for trigger in self._store.list_triggers():
+            if trigger.type != "timer" or not trigger.enabled:
+                continue
+            config = trigger.config
+            schedule = parse_schedule(config["schedule"], config.get("timezone", "UTC"))
+            created = trigger.created_at or now
+            ticks = due_ticks(schedule, trigger.last_fired, now, created, config["catch_up"])
+            for tick in ticks:
+                event_id = str(
+                    uuid.uuid5(
+                        _TICK_NAMESPACE,
+                        f"{trigger.namespace}/{trigger.function}/{trigger.name}/"
+                        f"{created.isoformat()}/{tick.isoformat()}",
+                    )
+                )
+                payload = json.dumps(scheduled_event(trigger, tick, event_id)).encode()
+                self._queue.enqueue(
+                    NewEvent(
+                        namespace=trigger.namespace,
+                        function=trigger.function,
+                        payload=payload,
+                        qualifier=trigger.qualifier,
+                        id=event_id,
+                    ),
+                    now=now.timestamp(),
+                )
+                self._store.set_trigger_fired(
+                    trigger.namespace, trigger.function, trigger.name, tick
+                )
+                fired += 1
+        return fired
+
+
+def _not_found(function: str, name: str) -> TriggerNotFoundError:
+    return TriggerNotFoundError(
+        f"function {function!r} has no trigger {name!r}; list them with "
+        f"`nimbus trigger list {function}`"
+    )
