@@ -106,6 +106,7 @@ class Platform:
             directory=self.directory,
             max_payload_bytes=settings.max_async_payload_bytes,
             concurrency=settings.async_concurrency,
+            result_retention_s=settings.async_result_retention_s,
         )
         self.triggers = TriggerService(
             store=self.store, directory=self.directory, queue=self.queue, wake=self.events.wake

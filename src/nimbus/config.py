@@ -78,6 +78,8 @@ class Settings:
     #: jitter) up to ``async_retry_cap_s``.
     async_retry_base_s: float = 5.0
     async_retry_cap_s: float = 300.0
+    #: How long the status and result of a succeeded asynchronous event are kept.
+    async_result_retention_s: float = 86_400.0
     #: Largest synchronous invocation payload, in bytes (as Lambda: 6 MB).
     max_sync_payload_bytes: int = 6 * 1024 * 1024
     #: Longest stored log line; longer lines are cut and marked.
@@ -165,6 +167,7 @@ class Settings:
             "client_timeout_s",
             "async_retry_base_s",
             "async_retry_cap_s",
+            "async_result_retention_s",
         ):
             if getattr(self, name) <= 0:
                 raise InvalidSettingError(f"{name} must be positive, got {getattr(self, name)}")

@@ -79,6 +79,7 @@ class AsyncInvoker:
         directory: FunctionDirectory,
         max_payload_bytes: int,
         concurrency: int,
+        result_retention_s: float = 86_400.0,
         poll_s: float = 0.5,
     ) -> None:
         self._queue = queue
@@ -92,6 +93,8 @@ class AsyncInvoker:
         self._running: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._throttled: dict[str, float] = {}  # event id -> last hold-back delay
+        self._retention_s = result_retention_s
+        self._next_purge = 0.0
         self._stopping = False
 
     # ---- accepting events ------------------------------------------------------------
@@ -167,8 +170,26 @@ class AsyncInvoker:
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
 
+    async def _purge(self) -> None:
+        """Forget succeeded events (and their results) older than the retention."""
+        now = time.time()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + min(600.0, self._retention_s / 2)
+        try:
+            while (
+                await asyncio.to_thread(
+                    self._queue.purge_succeeded, now - self._retention_s, limit=10_000
+                )
+                == 10_000
+            ):
+                pass
+        except Exception:
+            log.exception("purging succeeded asynchronous events failed")
+
     async def _consume(self) -> None:
         while not self._stopping:
+            await self._purge()
             free = self._concurrency - len(self._running)
             events: list[Event] = []
             if free > 0:
