@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from pathlib import Path
@@ -124,12 +125,22 @@ class Platform:
             log.warning("killed %d instances left behind by an earlier run", stale)
         self.logs.start()
         self.pools.start()
-        await self.sandbox.prepare()
+        # The zygote starts in the background: the API answers at once, and a first cold
+        # start that comes before it is ready waits for the same start.
+        self._prepare = asyncio.create_task(self._prepare_sandbox(), name="nimbus-sandbox")
         await self.versions.load()  # provisioned instances start again
         self.events.start()  # events stored before a restart run now
         self.triggers.start()
 
+    async def _prepare_sandbox(self) -> None:
+        try:
+            await self.sandbox.prepare()
+        except Exception:
+            log.exception("the sandbox could not start its zygote; cold starts will retry")
+
     async def shutdown(self) -> None:
+        if not self._prepare.done():
+            await asyncio.wait([self._prepare], timeout=5)
         await self.triggers.stop()
         await self.events.stop(self.settings.shutdown_grace_s)
         await self.pools.shutdown(self.settings.shutdown_grace_s)
