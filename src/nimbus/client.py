@@ -11,6 +11,7 @@ Shared by the ``nimbus`` CLI and by SDK users::
         outcome = client.invoke("hello", {"name": "world"}, qualifier="prod")
         request_id = client.invoke_async("hello", {"name": "later"})  # queued, 202
         status = client.get_invocation(request_id)  # .status, .result, .error
+        client.create_trigger("hello", "nightly", "timer", {"schedule": "0 3 * * *"})
 
 Exceptions::
 
@@ -59,6 +60,7 @@ __all__ = [
     "ProvisionedVersion",
     "Quotas",
     "Runtime",
+    "Trigger",
 ]
 
 #: The qualifier of a function's editable head (as opposed to a published version).
@@ -244,6 +246,34 @@ class Provisioned:
                 "versions": {str(v): _load(ProvisionedVersion, s) for v, s in versions.items()},
             },
         )
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """An event source connected to a function: a ``timer`` (a schedule) or an ``http``
+    trigger (the function's URL, ``url``)."""
+
+    name: str
+    function: str
+    #: ``timer`` or ``http``.
+    type: str
+    #: The version or alias it invokes; None for ``$LATEST``.
+    qualifier: str | None = None
+    enabled: bool = True
+    #: timer: ``schedule``, ``timezone``, ``payload``, ``catch_up``; http: ``auth``.
+    config: dict[str, Any] = field(default_factory=dict)
+    #: timer: the newest tick fired (ISO 8601, UTC); None before the first.
+    last_fired: str | None = None
+    #: http: the function URL.
+    url: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Trigger:
+        """Tolerant: unknown keys are ignored, a missing or null ``config`` is ``{}``."""
+        config = data.get("config")
+        return _load(cls, {**data, "config": config if isinstance(config, dict) else {}})
 
 
 @dataclass(frozen=True)
@@ -729,6 +759,48 @@ class NimbusClient:
     def delete_provisioned(self, name: str, qualifier: str) -> None:
         self._request("DELETE", _provisioned_path(name, qualifier))
 
+    # -- triggers -----------------------------------------------------------------
+
+    def create_trigger(
+        self,
+        name: str,
+        trigger: str,
+        type_: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        qualifier: str | None = None,
+        enabled: bool = True,
+    ) -> Trigger:
+        """Connect an event source to the function: ``type_`` ``timer`` (``config``:
+        ``schedule``, and optionally ``timezone``, ``payload``, ``catch_up``) or ``http``
+        (``config``: ``auth``, ``key`` or ``public``; the answer's ``url`` is the function
+        URL). ``qualifier`` picks the version or alias it invokes (default ``$LATEST``)."""
+        body: dict[str, Any] = {
+            "name": trigger,
+            "type": type_,
+            "enabled": enabled,
+            "config": dict(config or {}),
+        }
+        if qualifier is not None:
+            body["qualifier"] = qualifier
+        data = self._json("POST", _function_path(name) + "/triggers", json=body)
+        return Trigger.from_json(data)
+
+    def list_triggers(self, name: str) -> list[Trigger]:
+        data = self._json("GET", _function_path(name) + "/triggers")
+        return [Trigger.from_json(t) for t in data["triggers"]]
+
+    def get_trigger(self, name: str, trigger: str) -> Trigger:
+        return Trigger.from_json(self._json("GET", _trigger_path(name, trigger)))
+
+    def set_trigger_enabled(self, name: str, trigger: str, enabled: bool) -> Trigger:
+        """Enable or disable a trigger; a disabled one fires nothing (its URL answers 404)."""
+        data = self._json("PATCH", _trigger_path(name, trigger), json={"enabled": enabled})
+        return Trigger.from_json(data)
+
+    def delete_trigger(self, name: str, trigger: str) -> None:
+        self._request("DELETE", _trigger_path(name, trigger))
+
     # -- namespaces (admin; a developer may read its own) ------------------------
 
     def create_namespace(self, name: str, **quotas: int | float | None) -> Namespace:
@@ -855,6 +927,10 @@ def _alias_path(name: str, alias: str) -> str:
 
 def _provisioned_path(name: str, qualifier: str) -> str:
     return f"{_function_path(name)}/provisioned/" + quote(qualifier, safe="")
+
+
+def _trigger_path(name: str, trigger: str) -> str:
+    return f"{_function_path(name)}/triggers/" + quote(trigger, safe="")
 
 
 def _namespace_path(name: str) -> str:

@@ -66,6 +66,12 @@ def test_trigger_crud_and_errors(server: Server) -> None:
     assert server.http.delete("/v1/functions/trig-crud/triggers/nightly").status_code == 204
     missing = server.http.get("/v1/functions/trig-crud/triggers/nightly")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "Trigger.NotFound"
+    url = {"type": "http", "config": {"auth": "public"}}
+    first = server.http.post("/v1/functions/trig-crud/triggers", json={"name": "u1", **url})
+    assert first.status_code == 201, first.text
+    second = server.http.post("/v1/functions/trig-crud/triggers", json={"name": "u2", **url})
+    assert second.status_code == 409  # one URL per function
+    assert second.json()["error"]["code"] == "Trigger.AlreadyExists"
     nofn = _timer(server, "no-such-fn", "t", schedule="0 3 * * *")
     assert nofn.status_code == 404 and nofn.json()["error"]["code"] == "Function.NotFound"
 

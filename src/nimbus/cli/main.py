@@ -25,6 +25,7 @@ from nimbus.cli import (
     logs,
     namespaces,
     scaling,
+    triggers,
     versions,
 )
 from nimbus.cli.context import CliError, GlobalOptions, NamespaceOption, TokenOption, UrlOption
@@ -153,6 +154,7 @@ app.add_typer(versions.app, name="version")
 app.add_typer(aliases.app, name="alias")
 app.add_typer(scaling.concurrency_app, name="concurrency")
 app.add_typer(scaling.provisioned_app, name="provisioned")
+app.add_typer(triggers.app, name="trigger")
 app.command("logs")(logs.logs)
 app.command("login")(login.login)
 app.add_typer(namespaces.app, name="namespace")

@@ -22,7 +22,7 @@ from nimbus.domain.audit import Actor, AuditAction, AuditEntry
 from nimbus.domain.function import validate_name
 from nimbus.domain.trigger import HTTP_AUTH, TRIGGER_NAME_RE, TRIGGER_TYPES, Trigger
 from nimbus.domain.version import parse_qualifier
-from nimbus.errors import InvalidTriggerError, TriggerNotFoundError
+from nimbus.errors import InvalidTriggerError, TriggerExistsError, TriggerNotFoundError
 from nimbus.queue.base import NewEvent, Queue
 from nimbus.store.base import Store
 from nimbus.triggers.schedule import (
@@ -93,6 +93,13 @@ class TriggerService:
             )
         await self._directory.resolve(namespace, function, parse_qualifier(qualifier))
         clean = self._validate(type_, config)
+        if type_ == "http":
+            existing = await asyncio.to_thread(self._store.list_triggers, namespace, function)
+            if any(t.type == "http" for t in existing):
+                raise TriggerExistsError(
+                    f"function {function!r} already has an http trigger (its URL); "
+                    "a function has one URL, delete that trigger first"
+                )
         trigger = Trigger(namespace, function, name, type_, qualifier, enabled, clean)
         entry = self._entry(actor, namespace, AuditAction.TRIGGER_CREATE, f"{function}/{name}")
         return await asyncio.to_thread(self._store.create_trigger, trigger, entry)
