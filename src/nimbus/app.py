@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily
 
 from nimbus.codestore import CodeStore
 from nimbus.config import Settings
@@ -22,6 +25,7 @@ from nimbus.dispatch.ratelimit import RateLimiter
 from nimbus.errors import UnavailableError
 from nimbus.gateway.auth import KeyRing
 from nimbus.logs.store import LogStore
+from nimbus.metrics import Metrics
 from nimbus.pool.manager import PoolManager
 from nimbus.queue.policy import RetryPolicy
 from nimbus.queue.sqlite import SqliteQueue
@@ -85,7 +89,8 @@ class Platform:
         )
         self.namespaces.load()
         self.directory = FunctionDirectory(self.store)
-        self.dispatcher = Dispatcher(self.directory, self.pools, self.rates)
+        self.metrics = Metrics()
+        self.dispatcher = Dispatcher(self.directory, self.pools, self.rates, self.metrics)
         self.functions = FunctionService(
             store=self.store,
             codestore=self.codestore,
@@ -113,6 +118,7 @@ class Platform:
             store=self.store, directory=self.directory, queue=self.queue, wake=self.events.wake
         )
         self.versions = VersionService(store=self.store, directory=self.directory, pools=self.pools)
+        self.metrics.watch(self._live_metrics)
         self.keyring = KeyRing(self.store)
         self.keys = KeyService(
             store=self.store, namespaces=self.namespaces, on_revoke=self.keyring.forget
@@ -131,6 +137,27 @@ class Platform:
         await self.versions.load()  # provisioned instances start again
         self.events.start()  # events stored before a restart run now
         self.triggers.start()
+
+    def _live_metrics(self) -> Iterator[GaugeMetricFamily]:
+        instances = GaugeMetricFamily(
+            "nimbus_instances",
+            "Instances now, by state (starting, idle, busy), per function version",
+            labels=["namespace", "function", "version", "state"],
+        )
+        for pool in self.pools.all_pools():
+            c = pool.config
+            stats = pool.stats()
+            for state in ("starting", "idle", "busy"):
+                instances.add_metric([c.namespace, c.name, c.version, state], stats[state])
+        yield instances
+        events = GaugeMetricFamily(
+            "nimbus_async_events",
+            "Asynchronous events in the durable queue, by state",
+            labels=["state"],
+        )
+        for state, count in self.queue.stats().items():
+            events.add_metric([state.value], count)
+        yield events
 
     async def _prepare_sandbox(self) -> None:
         try:

@@ -10,7 +10,8 @@ from nimbus.dispatch.directory import FunctionDirectory
 from nimbus.dispatch.ratelimit import RateLimiter
 from nimbus.domain.invocation import InvocationResult
 from nimbus.domain.version import Qualifier
-from nimbus.errors import ReservedConcurrencyError
+from nimbus.errors import ReservedConcurrencyError, ThrottledError
+from nimbus.metrics import Metrics
 from nimbus.pool.instance import InitFailed
 from nimbus.pool.manager import PoolManager
 from nimbus.pool.pool import PoolRetired, new_request_id
@@ -20,11 +21,16 @@ LATEST_QUALIFIER = Qualifier(latest=True)
 
 class Dispatcher:
     def __init__(
-        self, directory: FunctionDirectory, pools: PoolManager, rates: RateLimiter | None = None
+        self,
+        directory: FunctionDirectory,
+        pools: PoolManager,
+        rates: RateLimiter | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._directory = directory
         self._pools = pools
         self._rates = rates or RateLimiter()
+        self._metrics = metrics or Metrics()
 
     async def invoke(
         self,
@@ -39,6 +45,34 @@ class Dispatcher:
         """Run one call synchronously. Function failures come back in the result;
         platform refusals (not found, throttled) are raised as NimbusError.
         ``request_id``: an asynchronous event's id, the same on every attempt."""
+        try:
+            result, memory_mb = await self._invoke(
+                namespace, name, payload, want_tail, qualifier, request_id
+            )
+        except ThrottledError as exc:
+            self._metrics.throttled(namespace, name, exc.code)
+            raise
+        self._metrics.invoked(
+            namespace,
+            name,
+            result.version,
+            ok=result.error is None,
+            cold=result.cold_start,
+            duration_ms=result.duration_ms,
+            billed_ms=result.billed_duration_ms,
+            memory_mb=memory_mb,
+        )
+        return result
+
+    async def _invoke(
+        self,
+        namespace: str,
+        name: str,
+        payload: bytes,
+        want_tail: bool,
+        qualifier: Qualifier,
+        request_id: str | None,
+    ) -> tuple[InvocationResult, int]:
         request_id = request_id or new_request_id()
         head, config = await self._directory.resolve(namespace, name, qualifier)
         self._rates.admit(namespace)  # a call to a missing function spends no token
@@ -67,7 +101,7 @@ class Dispatcher:
                 head, config = await self._directory.resolve(namespace, name, qualifier)
                 continue
             except InitFailed as exc:
-                return InvocationResult(
+                failed = InvocationResult(
                     request_id=request_id,
                     function_name=name,
                     version=config.version,
@@ -78,8 +112,9 @@ class Dispatcher:
                     init_duration_ms=exc.init_duration_ms,
                     log_tail=exc.log_tail if want_tail else None,
                 )
+                return failed, config.memory_mb
             break
-        return InvocationResult(
+        result = InvocationResult(
             request_id=request_id,
             function_name=name,
             version=config.version,
@@ -90,3 +125,4 @@ class Dispatcher:
             init_duration_ms=instance.init_duration_ms if cold else None,
             log_tail=outcome.log_tail,
         )
+        return result, config.memory_mb

@@ -32,6 +32,7 @@ from nimbus.errors import (
 from nimbus.gateway import (
     routes_events,
     routes_functions,
+    routes_metrics,
     routes_tenancy,
     routes_triggers,
     routes_versions,
@@ -136,6 +137,7 @@ def create_app(platform: "Platform") -> FastAPI:
     app.include_router(routes_versions.router(platform, access))
     app.include_router(routes_events.router(platform, access))
     app.include_router(routes_triggers.router(platform, access))
+    app.include_router(routes_metrics.router(platform, access))
     app.router.routes.extend(routes_triggers.function_url_routes(platform, error_response))
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
     return app
