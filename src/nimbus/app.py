@@ -114,6 +114,7 @@ class Platform:
             concurrency=settings.async_concurrency,
             result_retention_s=settings.async_result_retention_s,
         )
+        self.functions.on_delete.append(self.events.forget_function)
         self.triggers = TriggerService(
             store=self.store, directory=self.directory, queue=self.queue, wake=self.events.wake
         )

@@ -123,6 +123,14 @@ def test_retries_then_succeeds_or_goes_to_dead_letters_and_redrive(
     assert again["status"] == "succeeded" and again["result"]["request_id"] == doomed
     assert srv.http.get("/v1/functions/async-flaky/dead-letters").json()["dead_letters"] == []
 
+    # A deleted function takes its events along: a new one of the same name starts clean.
+    gone = _submit(srv, "async-flaky", {"fail": 0})
+    _finished(srv, gone)
+    assert srv.http.delete("/v1/functions/async-flaky").status_code == 204
+    srv.deploy("async-flaky", {"app.py": ECHO})
+    assert srv.http.get(f"/v1/invocations/{gone}").status_code == 404
+    assert srv.http.get(f"/v1/invocations/{doomed}").status_code == 404
+
 
 def test_destinations_receive_success_and_failure_records(
     make_server: Callable[..., Server],

@@ -497,3 +497,16 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(RuntimeError, match="newer"):
         _sqlite(tmp_path)
+
+
+def test_forget_function_deletes_its_events_in_every_state(queue: Queue, clock: FakeClock) -> None:
+    mine = [queue.enqueue(_new(i), now=clock.now) for i in range(3)]
+    other = queue.enqueue(_new(9, function="other"), now=clock.now)
+    leased = queue.lease("c1", limit=1, lease_s=30, now=clock.now)
+    assert len(leased) == 1
+    assert queue.forget_function("ns", "fn") == 3
+    assert all(queue.get(e.id) is None for e in mine)
+    assert queue.get(other.id) is not None
+    # The consumer that held one finds it gone, and nothing breaks.
+    assert queue.ack(leased[0].id, "c1", b"null", now=clock.now) is False
+    assert queue.forget_function("ns", "fn") == 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,8 @@ class FunctionService:
         self._pools = pools
         self._logs = logs
         self._lock = asyncio.Lock()
+        #: Called after a function is deleted (its asynchronous events go with it).
+        self.on_delete: list[Callable[[str, str], Awaitable[None]]] = []
 
     async def upload_code(self, chunks: AsyncIterator[bytes]) -> StoredPackage:
         return await self._codestore.put_stream(chunks)
@@ -206,6 +208,8 @@ class FunctionService:
             raise function_not_found(name)
         self._directory.remove(namespace, name)
         self._pools.retire_function(namespace, name)
+        for hook in self.on_delete:
+            await hook(namespace, name)
         await asyncio.to_thread(self._logs.delete_function, namespace, name)
 
 

@@ -121,6 +121,12 @@ class AsyncInvoker:
         self._wakeup.set()
         return event
 
+    async def forget_function(self, namespace: str, name: str) -> None:
+        """The function was deleted: its queued, running and dead events go with it."""
+        count = await asyncio.to_thread(self._queue.forget_function, namespace, name)
+        if count:
+            log.info("deleted %d asynchronous events of %s/%s", count, namespace, name)
+
     def wake(self) -> None:
         """New events were stored by someone else (a timer): look now."""
         self._wakeup.set()

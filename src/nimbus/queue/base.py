@@ -207,5 +207,9 @@ class Queue(Protocol):
         """Delete up to ``limit`` SUCCEEDED events finished before ``older_than``; returns
         how many (call again while it returns ``limit``)."""
 
+    def forget_function(self, namespace: str, function: str) -> int:
+        """Delete every event of a function, in any state (it was deleted: its events must
+        not run against, or show up for, a new function of the same name)."""
+
     def close(self) -> None:
         """Release connections; the queue is unusable afterwards."""

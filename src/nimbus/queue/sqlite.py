@@ -551,6 +551,13 @@ class SqliteQueue:
             )
         return done.rowcount
 
+    def forget_function(self, namespace: str, function: str) -> int:
+        with self._write() as conn:
+            done = conn.execute(
+                "DELETE FROM events WHERE namespace = ? AND function = ?", (namespace, function)
+            )
+        return done.rowcount
+
     def close(self) -> None:
         with self._readers_lock:
             self._closed = True
