@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import re
 import sys
 import tempfile
 import time
@@ -24,9 +23,11 @@ from pathlib import Path
 
 import httpx
 import procs
+import report
 from report import Table
 from run import RESULTS, TOKEN, BenchError, NimbusServer, check, environment, log
 
+HEADING = "## Asynchronous invocation\n\nWritten by `bench/async_events.py`."
 START, END = "<!-- async:start -->", "<!-- async:end -->"
 NOOP = "def handler(event, context):\n    return None\n"
 
@@ -93,18 +94,6 @@ def measure(events: int, work: Path, children: procs.Children) -> Table:
     return table
 
 
-def write(path: Path, markdown: str) -> None:
-    block = f"{START}\n{markdown.rstrip()}\n{END}"
-    text = path.read_text()
-    if START in text and END in text:
-        pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-        text = pattern.sub(lambda _m: block, text, count=1)
-    else:
-        text = text.rstrip() + "\n\n## Asynchronous invocation\n\nWritten by "
-        text += "`bench/async_events.py`.\n\n" + block
-    path.write_text(text.rstrip() + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=3000)
@@ -123,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 procs.kill_instances(data_dir)
     print(table.text())
     if not args.no_write:
-        write(RESULTS, table.markdown())
+        report.write_section(RESULTS, table.markdown(), START, END, HEADING)
         print(f"\nwrote {RESULTS}")
     return 0
 

@@ -12,7 +12,6 @@ bench/RESULTS.md (full runs) and to stdout.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import procs
+import report
 from report import Table
 from run import (
     RESULTS,
@@ -36,6 +36,7 @@ from run import (
     log,
 )
 
+HEADING = "## Density\n\nWritten by `bench/density.py`."
 START, END = "<!-- density:start -->", "<!-- density:end -->"
 
 
@@ -111,17 +112,6 @@ def measure(functions: int, sandbox: str | None, work: Path, children: procs.Chi
     return table
 
 
-def write(path: Path, markdown: str) -> None:
-    block = f"{START}\n{markdown.rstrip()}\n{END}"
-    text = path.read_text()
-    if START in text and END in text:
-        pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-        text = pattern.sub(lambda _m: block, text, count=1)
-    else:
-        text = text.rstrip() + "\n\n## Density\n\nWritten by `bench/density.py`.\n\n" + block
-    path.write_text(text.rstrip() + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--functions", type=int, default=1000)
@@ -141,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                 procs.kill_instances(data_dir)
     print(table.text())
     if not args.no_write:
-        write(RESULTS, table.markdown())
+        report.write_section(RESULTS, table.markdown(), START, END, HEADING)
         print(f"\nwrote {RESULTS}")
     return 0
 

@@ -92,11 +92,19 @@ by each full run.
 
 def write_results(path: Path, markdown: str) -> None:
     """Replace the section between the markers in ``path`` (created if missing)."""
-    block = f"{START}\n{markdown.rstrip()}\n{END}"
-    text = path.read_text() if path.exists() else DEFAULT_INTRO + f"\n{START}\n{END}\n"
-    if START in text and END in text:
-        pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    if not path.exists():
+        path.write_text(DEFAULT_INTRO + f"\n{START}\n{END}\n")
+    write_section(path, markdown, START, END)
+
+
+def write_section(path: Path, markdown: str, start: str, end: str, heading: str = "") -> None:
+    """Replace what stands between the ``start`` and ``end`` markers in ``path``; when
+    they are not there yet, append them (under ``heading``, a markdown intro)."""
+    block = f"{start}\n{markdown.rstrip()}\n{end}"
+    text = path.read_text()
+    if start in text and end in text:
+        pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
         text = pattern.sub(lambda _m: block, text, count=1)
     else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+        text = text.rstrip() + "\n\n" + (heading + "\n\n" if heading else "") + block
+    path.write_text(text.rstrip() + "\n")

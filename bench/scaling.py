@@ -25,7 +25,6 @@ import argparse
 import io
 import math
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -37,11 +36,13 @@ from pathlib import Path
 
 import httpx
 import procs
+import report
 from report import Table
 from run import RESULTS, TOKEN, BenchError, NimbusServer, check, environment, log
 
 from nimbus.pool.policy import IdleInstance, PoolStats, ScalePolicy, decide_scale
 
+HEADING = "## Scaling\n\nWritten by `bench/scaling.py`."
 START, END = "<!-- scaling:start -->", "<!-- scaling:end -->"
 SERVICE_S = 0.05
 CALLERS = 32
@@ -218,17 +219,6 @@ def replay(arrivals: list[float], policy: ScalePolicy, init_s: float) -> tuple[f
     return cold / max(1, len(arrivals)), idle_seconds
 
 
-def write(path: Path, markdown: str) -> None:
-    block = f"{START}\n{markdown.rstrip()}\n{END}"
-    text = path.read_text()
-    if START in text and END in text:
-        pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-        text = pattern.sub(lambda _m: block, text, count=1)
-    else:
-        text = text.rstrip() + "\n\n## Scaling\n\nWritten by `bench/scaling.py`.\n\n" + block
-    path.write_text(text.rstrip() + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--step-s", type=float, default=4.0, help="seconds of load per step")
@@ -300,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(burst.text())
     if not args.no_write:
-        write(RESULTS, steps.markdown() + "\n\n" + burst.markdown())
+        report.write_section(
+            RESULTS, steps.markdown() + "\n\n" + burst.markdown(), START, END, HEADING
+        )
         print(f"\nwrote {RESULTS}")
     return 0
 

@@ -118,6 +118,7 @@ class Platform:
         self.triggers = TriggerService(
             store=self.store, directory=self.directory, queue=self.queue, wake=self.events.wake
         )
+        self.functions.on_delete.append(self.triggers.forget_function)
         self.versions = VersionService(store=self.store, directory=self.directory, pools=self.pools)
         self.metrics.watch(self._live_metrics)
         self.keyring = KeyRing(self.store)

@@ -201,7 +201,7 @@ class FunctionService:
 
     async def delete(self, namespace: str, name: str, *, actor: Actor | None = None) -> None:
         validate_name(name)
-        entry = AuditEntry(actor, namespace, AuditAction.FUNCTION_DELETE, name) if actor else None
+        entry = AuditEntry.by(actor, namespace, AuditAction.FUNCTION_DELETE, name)
         async with self._lock:
             deleted = await asyncio.to_thread(self._store.delete_function, namespace, name, entry)
         if not deleted:

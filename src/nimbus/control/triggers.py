@@ -1,5 +1,9 @@
 """Use cases on triggers, and the timer loop that fires them.
 
+Triggers are kept in memory (loaded at start, updated on every write made
+here), so neither a function-URL request nor the timer loop reads the database;
+the store stays the durable copy.
+
 A timer tick becomes an asynchronous invocation whose id is derived from the
 trigger and the tick (uuid5), so enqueueing it twice (a crash between the
 enqueue and remembering ``last_fired``) stores it once: each tick fires once
@@ -11,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,12 +68,27 @@ class TriggerService:
         self._queue = queue
         self._wake = wake  # called after a timer enqueued events
         self._task: asyncio.Task[None] | None = None
+        self._triggers: dict[tuple[str, str, str], Trigger] = {}
+        self._urls: dict[tuple[str, str], Trigger] = {}  # enabled http triggers
 
-    @staticmethod
-    def _entry(
-        actor: Actor | None, namespace: str, action: AuditAction, target: str
-    ) -> AuditEntry | None:
-        return AuditEntry(actor, namespace, action, target) if actor is not None else None
+    def _put(self, trigger: Trigger) -> None:
+        self._triggers[(trigger.namespace, trigger.function, trigger.name)] = trigger
+        if trigger.type == "http":
+            if trigger.enabled:
+                self._urls[(trigger.namespace, trigger.function)] = trigger
+            else:
+                self._urls.pop((trigger.namespace, trigger.function), None)
+
+    def _drop(self, namespace: str, function: str, name: str) -> None:
+        gone = self._triggers.pop((namespace, function, name), None)
+        if gone is not None and gone.type == "http":
+            self._urls.pop((namespace, function), None)
+
+    async def forget_function(self, namespace: str, function: str) -> None:
+        """The function was deleted (the store deleted its triggers with it)."""
+        for key in [k for k in self._triggers if k[:2] == (namespace, function)]:
+            self._drop(*key)
+
 
     async def create(
         self,
@@ -101,8 +122,10 @@ class TriggerService:
                     "a function has one URL, delete that trigger first"
                 )
         trigger = Trigger(namespace, function, name, type_, qualifier, enabled, clean)
-        entry = self._entry(actor, namespace, AuditAction.TRIGGER_CREATE, f"{function}/{name}")
-        return await asyncio.to_thread(self._store.create_trigger, trigger, entry)
+        entry = AuditEntry.by(actor, namespace, AuditAction.TRIGGER_CREATE, f"{function}/{name}")
+        stored = await asyncio.to_thread(self._store.create_trigger, trigger, entry)
+        self._put(stored)
+        return stored
 
     @staticmethod
     def _validate(type_: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -149,33 +172,34 @@ class TriggerService:
         self, namespace: str, function: str, name: str, enabled: bool, *, actor: Actor | None
     ) -> Trigger:
         await self._directory.get(namespace, validate_name(function))
-        entry = self._entry(actor, namespace, AuditAction.TRIGGER_UPDATE, f"{function}/{name}")
+        entry = AuditEntry.by(actor, namespace, AuditAction.TRIGGER_UPDATE, f"{function}/{name}")
         found = await asyncio.to_thread(
             self._store.set_trigger_enabled, namespace, function, name, enabled, entry
         )
         if found is None:
             raise _not_found(function, name)
+        self._put(found)
         return found
 
     async def delete(
         self, namespace: str, function: str, name: str, *, actor: Actor | None
     ) -> None:
         await self._directory.get(namespace, validate_name(function))
-        entry = self._entry(actor, namespace, AuditAction.TRIGGER_DELETE, f"{function}/{name}")
+        entry = AuditEntry.by(actor, namespace, AuditAction.TRIGGER_DELETE, f"{function}/{name}")
         if not await asyncio.to_thread(
             self._store.delete_trigger, namespace, function, name, entry
         ):
             raise _not_found(function, name)
+        self._drop(namespace, function, name)
 
-    async def http_trigger(self, namespace: str, function: str) -> Trigger | None:
+    def http_trigger(self, namespace: str, function: str) -> Trigger | None:
         """The function's enabled http trigger, if it has one."""
-        for trigger in await asyncio.to_thread(self._store.list_triggers, namespace, function):
-            if trigger.type == "http" and trigger.enabled:
-                return trigger
-        return None
+        return self._urls.get((namespace, function))
 
     # ---- the timer loop ------------------------------------------------------------------
     def start(self, interval_s: float = 0.5) -> None:
+        for trigger in self._store.list_triggers():
+            self._put(trigger)
         self._task = asyncio.create_task(self._timers(interval_s), name="nimbus-timers")
 
     async def stop(self) -> None:
@@ -187,19 +211,25 @@ class TriggerService:
     async def _timers(self, interval_s: float) -> None:
         while True:
             try:
-                fired = await asyncio.to_thread(self.fire_due, datetime.now(UTC))
+                timers = [t for t in self._triggers.values() if t.type == "timer" and t.enabled]
+                fired = await asyncio.to_thread(self.fire_due, timers, datetime.now(UTC))
+                for key, tick in fired.items():
+                    current = self._triggers.get(key)
+                    if current is not None:  # not deleted meanwhile
+                        self._put(dataclasses.replace(current, last_fired=tick))
                 if fired:
                     self._wake()
             except Exception:
                 log.exception("firing timer triggers failed")
             await asyncio.sleep(interval_s)
 
-    def fire_due(self, now: datetime) -> int:
-        """Enqueue every due tick of every enabled timer (in a thread)."""
-        fired = 0
-        for trigger in self._store.list_triggers():
-            if trigger.type != "timer" or not trigger.enabled:
-                continue
+    def fire_due(
+        self, timers: Sequence[Trigger], now: datetime
+    ) -> dict[tuple[str, str, str], datetime]:
+        """Enqueue every due tick of these timers (in a thread); the newest tick fired,
+        per timer."""
+        fired: dict[tuple[str, str, str], datetime] = {}
+        for trigger in timers:
             config = trigger.config
             schedule = parse_schedule(config["schedule"], config.get("timezone", "UTC"))
             created = trigger.created_at or now
@@ -226,7 +256,7 @@ class TriggerService:
                 self._store.set_trigger_fired(
                     trigger.namespace, trigger.function, trigger.name, tick
                 )
-                fired += 1
+                fired[(trigger.namespace, trigger.function, trigger.name)] = tick
         return fired
 
 

@@ -50,11 +50,6 @@ class VersionService:
         self._pools = pools
         self._lock = asyncio.Lock()
 
-    @staticmethod
-    def _entry(
-        actor: Actor | None, namespace: str, action: AuditAction, target: str
-    ) -> AuditEntry | None:
-        return AuditEntry(actor, namespace, action, target) if actor is not None else None
 
     # ---- versions ------------------------------------------------------------------
     async def publish(
@@ -73,7 +68,7 @@ class VersionService:
                 f"description is longer than {MAX_DESCRIPTION_CHARS} characters"
             )
         await self._directory.get(namespace, name)
-        entry = self._entry(actor, namespace, AuditAction.VERSION_PUBLISH, name)
+        entry = AuditEntry.by(actor, namespace, AuditAction.VERSION_PUBLISH, name)
         async with self._lock:
             version, created = await asyncio.to_thread(
                 self._store.publish_version, namespace, name, description, entry
@@ -103,7 +98,7 @@ class VersionService:
         self, namespace: str, name: str, number: int, *, actor: Actor | None = None
     ) -> None:
         await self._directory.version(namespace, validate_name(name), number)
-        entry = self._entry(actor, namespace, AuditAction.VERSION_DELETE, f"{name}:{number}")
+        entry = AuditEntry.by(actor, namespace, AuditAction.VERSION_DELETE, f"{name}:{number}")
         async with self._lock:
             await asyncio.to_thread(self._store.delete_version, namespace, name, number, entry)
         self._directory.drop_version(namespace, name, number)
@@ -140,7 +135,7 @@ class VersionService:
             description=description,
         )
         await self._directory.get(namespace, name)
-        entry = self._entry(actor, namespace, AuditAction.ALIAS_PUT, f"{name}:{alias_name}")
+        entry = AuditEntry.by(actor, namespace, AuditAction.ALIAS_PUT, f"{name}:{alias_name}")
         async with self._lock:
             stored, created = await asyncio.to_thread(self._store.put_alias, alias, entry)
             self._directory.put_alias(stored)
@@ -158,7 +153,7 @@ class VersionService:
         self, namespace: str, name: str, alias_name: str, *, actor: Actor | None = None
     ) -> None:
         await self._directory.get(namespace, validate_name(name))
-        entry = self._entry(actor, namespace, AuditAction.ALIAS_DELETE, f"{name}:{alias_name}")
+        entry = AuditEntry.by(actor, namespace, AuditAction.ALIAS_DELETE, f"{name}:{alias_name}")
         async with self._lock:
             deleted = await asyncio.to_thread(
                 self._store.delete_alias, namespace, name, alias_name, entry
@@ -194,7 +189,7 @@ class VersionService:
                     f"concurrency of {reserved} would leave no room for them; lower the "
                     "provisioned instances first"
                 )
-        entry = self._entry(actor, namespace, AuditAction.CONCURRENCY_SET, name)
+        entry = AuditEntry.by(actor, namespace, AuditAction.CONCURRENCY_SET, name)
         async with self._lock:
             head = await asyncio.to_thread(
                 self._store.set_reserved_concurrency, namespace, name, reserved, entry
@@ -244,7 +239,7 @@ class VersionService:
                     f"reserved concurrency of {head.reserved_concurrency}; raise it first "
                     f"(`nimbus concurrency set {name} N`)"
                 )
-        entry = self._entry(actor, namespace, AuditAction.PROVISIONED_SET, f"{name}:{qualifier}")
+        entry = AuditEntry.by(actor, namespace, AuditAction.PROVISIONED_SET, f"{name}:{qualifier}")
         async with self._lock:
             await asyncio.to_thread(
                 self._store.set_provisioned, namespace, name, str(parsed), count, entry

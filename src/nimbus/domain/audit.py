@@ -53,6 +53,13 @@ class AuditEntry:
     target: str
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def by(
+        cls, actor: Actor | None, namespace: str, action: AuditAction, target: str
+    ) -> AuditEntry | None:
+        """The entry for a change made by ``actor``; None when the platform itself acts."""
+        return cls(actor, namespace, action, target) if actor is not None else None
+
 
 @dataclass(frozen=True)
 class AuditRecord:

@@ -147,17 +147,11 @@ class InvokeFastPath:
         try:
             headers = request.headers
             query = request.scope["query_string"]
-            requested = None
+            requested = asked = None
             if query:
                 params = parse_qs(query.decode("latin-1"))
                 requested = (params.get("namespace") or [None])[-1]
                 asked = (params.get("qualifier") or [None])[-1]
-                if asked and qualifier and asked != qualifier:
-                    raise InvalidQualifierError(
-                        f"the path names qualifier {qualifier!r} and ?qualifier= names "
-                        f"{asked!r}; give one of them"
-                    )
-                qualifier = asked or qualifier
             requested = requested or headers.get("x-nimbus-namespace") or None
             scope = await self._access.function_scope(
                 name, Permission.INVOKE, headers.get("authorization"), requested
@@ -167,7 +161,7 @@ class InvokeFastPath:
                 request,
                 scope.namespace,
                 name,
-                qualifier,
+                pick_qualifier(qualifier, asked),
                 invocation_type=headers.get("x-nimbus-invocation-type"),
                 log_type=headers.get("x-nimbus-log-type"),
             )
@@ -185,6 +179,17 @@ class InvokeFastPath:
 
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+
+
+def pick_qualifier(in_path: str | None, in_query: str | None) -> str | None:
+    """The qualifier a call names, as ``NAME:QUALIFIER`` or ``?qualifier=`` (not both,
+    unless they agree)."""
+    if in_path and in_query and in_path != in_query:
+        raise InvalidQualifierError(
+            f"the path names qualifier {in_path!r} and ?qualifier= names {in_query!r}; "
+            "give one of them"
+        )
+    return in_query or in_path
 
 
 async def run_invocation(

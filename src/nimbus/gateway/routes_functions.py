@@ -16,10 +16,10 @@ from nimbus.control.functions import FunctionChanges
 from nimbus.domain.access import Permission
 from nimbus.domain.keys import ApiKey
 from nimbus.domain.version import split_name
-from nimbus.errors import InvalidQualifierError, UnsupportedMediaError
+from nimbus.errors import UnsupportedMediaError
 from nimbus.gateway import schemas as s
 from nimbus.gateway.access import Access, Scope
-from nimbus.gateway.invoke import run_invocation
+from nimbus.gateway.invoke import pick_qualifier, run_invocation
 
 if TYPE_CHECKING:
     from nimbus.app import Platform
@@ -165,17 +165,12 @@ def router(platform: "Platform", access: Access) -> APIRouter:
     ) -> Response:
         """Run the function with the request body as its event and return its result."""
         base, in_path = split_name(name)
-        if qualifier and in_path and qualifier != in_path:
-            raise InvalidQualifierError(
-                f"the path names qualifier {in_path!r} and ?qualifier= names {qualifier!r}; "
-                "give one of them"
-            )
         return await run_invocation(
             platform,
             request,
             scope.namespace,
             base,
-            qualifier or in_path,
+            pick_qualifier(in_path, qualifier),
             invocation_type=x_nimbus_invocation_type,
             log_type=x_nimbus_log_type,
         )

@@ -141,7 +141,7 @@ async def _serve(platform: "Platform", request: Request) -> Response:
     name, qualifier = split_name(target)
     trigger = None
     if NAME_RE.match(name) and NAME_RE.match(namespace):
-        trigger = await platform.triggers.http_trigger(namespace, name)
+        trigger = platform.triggers.http_trigger(namespace, name)
     if trigger is None:
         # No URL here: the same answer whether or not the function exists.
         raise function_not_found(name)
