@@ -138,7 +138,7 @@ class Platform:
         self._prepare = asyncio.create_task(self._prepare_sandbox(), name="nimbus-sandbox")
         await self.versions.load()  # provisioned instances start again
         self.events.start()  # events stored before a restart run now
-        self.triggers.start()
+        await self.triggers.start()
 
     def _live_metrics(self) -> Iterator[GaugeMetricFamily]:
         instances = GaugeMetricFamily(

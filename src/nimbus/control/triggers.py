@@ -31,6 +31,7 @@ from nimbus.domain.version import parse_qualifier
 from nimbus.errors import InvalidTriggerError, TriggerExistsError, TriggerNotFoundError
 from nimbus.queue.base import NewEvent, Queue
 from nimbus.store.base import Store
+from nimbus.triggers.base import TriggerKind
 from nimbus.triggers.schedule import (
     InvalidScheduleError,
     due_ticks,
@@ -70,9 +71,21 @@ class TriggerService:
         self._task: asyncio.Task[None] | None = None
         self._triggers: dict[tuple[str, str, str], Trigger] = {}
         self._urls: dict[tuple[str, str], Trigger] = {}  # enabled http triggers
+        self._kinds: dict[str, TriggerKind] = {}
+
+    def register(self, kind: TriggerKind) -> None:
+        """Add a kind of trigger (before :meth:`start`)."""
+        self._kinds[kind.type] = kind
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return (*TRIGGER_TYPES, *self._kinds)
 
     def _put(self, trigger: Trigger) -> None:
         self._triggers[(trigger.namespace, trigger.function, trigger.name)] = trigger
+        kind = self._kinds.get(trigger.type)
+        if kind is not None:
+            kind.changed(trigger)
         if trigger.type == "http":
             if trigger.enabled:
                 self._urls[(trigger.namespace, trigger.function)] = trigger
@@ -81,6 +94,9 @@ class TriggerService:
 
     def _drop(self, namespace: str, function: str, name: str) -> None:
         gone = self._triggers.pop((namespace, function, name), None)
+        kind = self._kinds.get(gone.type) if gone is not None else None
+        if gone is not None and kind is not None:
+            kind.removed(gone)
         if gone is not None and gone.type == "http":
             self._urls.pop((namespace, function), None)
 
@@ -88,7 +104,6 @@ class TriggerService:
         """The function was deleted (the store deleted its triggers with it)."""
         for key in [k for k in self._triggers if k[:2] == (namespace, function)]:
             self._drop(*key)
-
 
     async def create(
         self,
@@ -108,9 +123,9 @@ class TriggerService:
                 f"invalid trigger name {name!r}: use 1-64 letters, digits, '-' or '_', "
                 "starting with a letter"
             )
-        if type_ not in TRIGGER_TYPES:
+        if type_ not in self.types:
             raise InvalidTriggerError(
-                f"unknown trigger type {type_!r}; choose one of {', '.join(TRIGGER_TYPES)}"
+                f"unknown trigger type {type_!r}; choose one of {', '.join(self.types)}"
             )
         await self._directory.resolve(namespace, function, parse_qualifier(qualifier))
         clean = self._validate(type_, config)
@@ -127,8 +142,10 @@ class TriggerService:
         self._put(stored)
         return stored
 
-    @staticmethod
-    def _validate(type_: str, config: dict[str, Any]) -> dict[str, Any]:
+    def _validate(self, type_: str, config: dict[str, Any]) -> dict[str, Any]:
+        kind = self._kinds.get(type_)
+        if kind is not None:
+            return kind.validate(config)
         if type_ == "http":
             auth = config.get("auth", "key")
             unknown = set(config) - {"auth"}
@@ -197,12 +214,21 @@ class TriggerService:
         return self._urls.get((namespace, function))
 
     # ---- the timer loop ------------------------------------------------------------------
-    def start(self, interval_s: float = 0.5) -> None:
+    def enabled_of(self, type_: str) -> tuple[Trigger, ...]:
+        """The enabled triggers of one type, from memory."""
+        return tuple(t for t in self._triggers.values() if t.type == type_ and t.enabled)
+
+    async def start(self, interval_s: float = 0.5) -> None:
         for trigger in self._store.list_triggers():
             self._put(trigger)
+        for kind in self._kinds.values():
+            await kind.start()
         self._task = asyncio.create_task(self._timers(interval_s), name="nimbus-timers")
 
     async def stop(self) -> None:
+        for kind in self._kinds.values():
+            with contextlib.suppress(Exception):
+                await kind.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -211,7 +237,7 @@ class TriggerService:
     async def _timers(self, interval_s: float) -> None:
         while True:
             try:
-                timers = [t for t in self._triggers.values() if t.type == "timer" and t.enabled]
+                timers = self.enabled_of("timer")
                 fired = await asyncio.to_thread(self.fire_due, timers, datetime.now(UTC))
                 for key, tick in fired.items():
                     current = self._triggers.get(key)

@@ -372,7 +372,10 @@ class TriggerIn(_Strict):
     name: str = Field(
         pattern=NAME_RE.pattern, description="The trigger's name, unique per function"
     )
-    type: Literal["timer", "http"]
+    type: str = Field(
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="timer, http, or another kind this server offers (see docs/triggers.md)",
+    )
     qualifier: str | None = Field(
         default=None,
         pattern=QUALIFIER_PATTERN,
