@@ -84,6 +84,22 @@ class CatchUp(StrEnum):
     none = "none"
 
 
+class Flavour(StrEnum):
+    LAMBDA = "lambda"
+    SCF = "scf"
+
+
+FlavourOpt = Annotated[
+    Flavour | None,
+    typer.Option(
+        "--flavour",
+        help="Whose event shapes the function gets: lambda (AWS's; the default) or scf "
+        "(Tencent SCF's).",
+        show_default=False,
+    ),
+]
+
+
 @app.command("add-timer")
 def add_timer(
     ctx: typer.Context,
@@ -130,6 +146,7 @@ def add_timer(
         ),
     ] = None,
     qualifier: QualifierOpt = None,
+    flavour: FlavourOpt = None,
     disabled: Annotated[
         bool,
         typer.Option(
@@ -153,6 +170,8 @@ def add_timer(
         config["payload"] = parse_payload(payload)
     if catch_up is not None:
         config["catch_up"] = catch_up.value
+    if flavour is not None:
+        config["flavour"] = flavour.value
     with client_from(ctx, url, token) as client:
         created = client.create_trigger(
             name, trigger, "timer", config, qualifier=qualifier, enabled=not disabled
@@ -182,6 +201,7 @@ def add_url(
         ),
     ] = False,
     qualifier: QualifierOpt = None,
+    flavour: FlavourOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the trigger as JSON.")] = False,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -192,8 +212,11 @@ def add_url(
     the function's result is the HTTP answer.
     """
     auth = "public" if public else "key"
+    config: dict[str, Any] = {"auth": auth}
+    if flavour is not None:
+        config["flavour"] = flavour.value
     with client_from(ctx, url, token) as client:
-        created = client.create_trigger(name, trigger, "http", {"auth": auth}, qualifier=qualifier)
+        created = client.create_trigger(name, trigger, "http", config, qualifier=qualifier)
     if as_json:
         echo_json(asdict(created))
         return

@@ -32,6 +32,7 @@ from nimbus.errors import InvalidTriggerError, TriggerExistsError, TriggerNotFou
 from nimbus.queue.base import NewEvent, Queue
 from nimbus.store.base import Store
 from nimbus.triggers.base import TriggerKind
+from nimbus.triggers.scf_events import FLAVOURS, scf_timer_event
 from nimbus.triggers.schedule import (
     InvalidScheduleError,
     due_ticks,
@@ -148,15 +149,19 @@ class TriggerService:
             return kind.validate(config)
         if type_ == "http":
             auth = config.get("auth", "key")
-            unknown = set(config) - {"auth"}
+            unknown = set(config) - {"auth", "flavour"}
             if auth not in HTTP_AUTH or unknown:
-                raise InvalidTriggerError('an http trigger takes {"auth": "public" | "key"} only')
-            return {"auth": auth}
-        unknown = set(config) - {"schedule", "timezone", "payload", "catch_up"}
+                raise InvalidTriggerError(
+                    'an http trigger takes {"auth": "public" | "key", "flavour": "lambda" | '
+                    '"scf"} only'
+                )
+            return {"auth": auth, "flavour": _flavour(config)}
+        unknown = set(config) - {"schedule", "timezone", "payload", "catch_up", "flavour"}
         if unknown or "schedule" not in config:
             raise InvalidTriggerError(
                 "a timer trigger takes schedule (cron or rate(...)), and optionally "
-                "timezone (IANA name), payload (JSON) and catch_up (latest, all or none)"
+                "timezone (IANA name), payload (JSON), catch_up (latest, all or none) and "
+                "flavour (lambda or scf)"
             )
         timezone = str(config.get("timezone") or "UTC")
         try:
@@ -172,6 +177,7 @@ class TriggerService:
             "timezone": timezone,
             "payload": payload,
             "catch_up": catch_up,
+            "flavour": _flavour(config),
         }
 
     async def list(self, namespace: str, function: str | None = None) -> list[Trigger]:
@@ -268,7 +274,11 @@ class TriggerService:
                         f"{created.isoformat()}/{tick.isoformat()}",
                     )
                 )
-                payload = json.dumps(scheduled_event(trigger, tick, event_id)).encode()
+                if config.get("flavour") == "scf":
+                    event = scf_timer_event(trigger.name, tick, config.get("payload", {}))
+                else:
+                    event = scheduled_event(trigger, tick, event_id)
+                payload = json.dumps(event).encode()
                 self._queue.enqueue(
                     NewEvent(
                         namespace=trigger.namespace,
@@ -284,6 +294,17 @@ class TriggerService:
                 )
                 fired[(trigger.namespace, trigger.function, trigger.name)] = tick
         return fired
+
+
+def _flavour(config: dict[str, Any]) -> str:
+    """Whose event shapes the trigger sends: ``lambda`` (the default) or ``scf``."""
+    flavour = config.get("flavour") or "lambda"
+    if flavour not in FLAVOURS:
+        raise InvalidTriggerError(
+            f"unknown flavour {flavour!r}: choose lambda (AWS event shapes, the default) "
+            "or scf (Tencent SCF event shapes)"
+        )
+    return str(flavour)
 
 
 def _not_found(function: str, name: str) -> TriggerNotFoundError:

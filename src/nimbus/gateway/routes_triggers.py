@@ -22,6 +22,7 @@ from nimbus.gateway import schemas as s
 from nimbus.gateway.access import Access, Scope
 from nimbus.pool.pool import new_request_id
 from nimbus.triggers.http_event import HttpRequest, build_event, parse_response
+from nimbus.triggers.scf_events import scf_api_gateway_event
 
 if TYPE_CHECKING:
     from nimbus.app import Platform
@@ -161,19 +162,28 @@ async def _serve(platform: "Platform", request: Request) -> Response:
             raise PayloadTooLargeError(f"the request body is larger than {limit} bytes")
     request_id = new_request_id()
     client = request.scope.get("client") or ("127.0.0.1", 0)
-    event = build_event(
-        HttpRequest(
-            method=request.method,
-            raw_path=sub_path or "/",
-            raw_query=request.scope.get("query_string", b""),
-            headers=list(request.scope["headers"]),
-            body=body,
-            source_ip=str(client[0]),
-        ),
-        request_id=request_id,
-        now=datetime.now(UTC),
-        domain_name=request.headers.get("host", "localhost"),
+    http_request = HttpRequest(
+        method=request.method,
+        raw_path=sub_path or "/",
+        raw_query=request.scope.get("query_string", b""),
+        headers=list(request.scope["headers"]),
+        body=body,
+        source_ip=str(client[0]),
     )
+    if trigger.config.get("flavour") == "scf":
+        event = scf_api_gateway_event(
+            http_request,
+            request_id=request_id,
+            service_id=f"service-{namespace}-{name}",
+            path_prefix=prefix.decode("latin-1"),
+        )
+    else:
+        event = build_event(
+            http_request,
+            request_id=request_id,
+            now=datetime.now(UTC),
+            domain_name=request.headers.get("host", "localhost"),
+        )
     result = await platform.dispatcher.invoke(
         namespace,
         name,
