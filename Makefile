@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA_DIR ?= .nimbus
 
-.PHONY: setup run test unit integration check lint typecheck bench bench-smoke bench-density bench-scaling clean
+.PHONY: setup run test unit integration check lint typecheck bench bench-smoke bench-density bench-scaling bench-cpu clean
 
 setup:
 	@bash scripts/setup.sh
@@ -39,6 +39,9 @@ bench-smoke: setup
 
 bench-density: setup
 	$(PY) bench/density.py
+
+bench-cpu: setup
+	$(PY) bench/cpu_split.py
 
 bench-scaling: setup
 	$(PY) bench/scaling.py

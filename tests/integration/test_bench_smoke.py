@@ -53,3 +53,20 @@ def test_bench_smoke_prints_every_row() -> None:
     # The smoke run's figures are not results: RESULTS.md is left alone.
     after = RESULTS.read_bytes() if RESULTS.exists() else None
     assert after == before
+
+
+@pytest.mark.timeout(180)
+def test_cpu_split_smoke_prints_both_sides() -> None:
+    before = RESULTS.read_bytes() if RESULTS.exists() else None
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "cpu_split.py"), "--smoke", "--duration", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    rows = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    assert {"baseline", "nimbus"} <= rows, proc.stdout
+    assert "added CPU per call" in proc.stdout
+    assert (RESULTS.read_bytes() if RESULTS.exists() else None) == before
