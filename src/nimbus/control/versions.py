@@ -50,7 +50,6 @@ class VersionService:
         self._pools = pools
         self._lock = asyncio.Lock()
 
-
     # ---- versions ------------------------------------------------------------------
     async def publish(
         self,
