@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3.11}
 need=()     # Nimbus cannot run without these
-wanted=()   # the namespaces sandbox (root only), egress networking, tests and benchmarks
+wanted=()   # the namespaces sandbox (root only), egress networking, Node.js, tests, benchmarks
 command -v "$PY" >/dev/null 2>&1 || need+=(python3.11)
 "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3.11-venv)
 command -v curl >/dev/null 2>&1 || wanted+=(curl)
@@ -15,6 +15,8 @@ command -v ip >/dev/null 2>&1 || wanted+=(iproute2)
 command -v nft >/dev/null 2>&1 || wanted+=(nftables)
 command -v nsenter >/dev/null 2>&1 || wanted+=(util-linux)
 command -v mount >/dev/null 2>&1 || wanted+=(mount)
+command -v node >/dev/null 2>&1 || wanted+=(nodejs)  # the nodejsN runtime (Node 18+)
+command -v redis-server >/dev/null 2>&1 || wanted+=(redis-server)
 for extra in ${NIMBUS_APT_EXTRA:-}; do wanted+=("$extra"); done
 if [ $((${#need[@]} + ${#wanted[@]})) -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -26,7 +28,7 @@ if [ $((${#need[@]} + ${#wanted[@]})) -gt 0 ]; then
     exit 1
   else
     echo "setup: not root, so not installing: ${wanted[*]} (needed for the namespaces" \
-      "sandbox, egress networking, tests and benchmarks)" >&2
+      "sandbox, egress networking, the Node.js runtime, tests and benchmarks)" >&2
   fi
 fi
 

@@ -26,15 +26,21 @@ from nimbus.errors import UnavailableError
 from nimbus.gateway.auth import KeyRing
 from nimbus.logs.store import LogStore
 from nimbus.metrics import Metrics
+from nimbus.objects.operations import S3Operations
+from nimbus.objects.service import ObjectService
+from nimbus.objects.store import ObjectStore
 from nimbus.pool.manager import PoolManager
 from nimbus.queue.policy import RetryPolicy
 from nimbus.queue.sqlite import SqliteQueue
+from nimbus.runtime_api.storage import StorageGate
 from nimbus.runtimes.registry import RuntimeRegistry, discover
 from nimbus.sandbox.base import Sandbox
 from nimbus.sandbox.network import EgressNetwork
 from nimbus.sandbox.process import ProcessSandbox
 from nimbus.store.secretbox import SecretBox, load_key
 from nimbus.store.sqlite import SqliteStore
+from nimbus.triggers.objects import ObjectTriggerKind
+from nimbus.triggers.redis_stream import RedisStreamKind, consumer_node
 
 log = logging.getLogger("nimbus")
 
@@ -119,6 +125,29 @@ class Platform:
             store=self.store, directory=self.directory, queue=self.queue, wake=self.events.wake
         )
         self.functions.on_delete.append(self.triggers.forget_function)
+        self.objects = ObjectService(
+            store=ObjectStore(settings.data_dir / "objects"),
+            queue=self.queue,
+            directory=self.directory,
+            wake=self.events.wake,
+            metrics=self.metrics,
+            logs=self.logs,
+            max_put_bytes=settings.max_put_object_bytes,
+            max_event_depth=settings.max_event_depth,
+        )
+        self.triggers.register(ObjectTriggerKind(self.objects))
+        self.namespaces.before_delete.append(self.objects.refuse_namespace_delete)
+        self.pools.storage = StorageGate(S3Operations(self.objects, settings.base_url))
+        self.triggers.register(
+            RedisStreamKind(
+                dispatcher=self.dispatcher,
+                secrets=secrets,
+                metrics=self.metrics,
+                node=consumer_node(settings.data_dir),
+                max_payload_bytes=settings.max_sync_payload_bytes,
+                grace_s=settings.shutdown_grace_s,
+            )
+        )
         self.versions = VersionService(store=self.store, directory=self.directory, pools=self.pools)
         self.metrics.watch(self._live_metrics)
         self.keyring = KeyRing(self.store)
@@ -177,3 +206,4 @@ class Platform:
         await self.logs.close()
         self.store.close()
         self.queue.close()
+        self.objects.close()

@@ -184,6 +184,9 @@ class Function:
     async_max_age_s: int = DEFAULT_ASYNC_MAX_AGE_S
     on_success: str | None = None
     on_failure: str | None = None
+    #: ``event`` (handler ``module.function``) or ``service`` (``module:app``, an HTTP
+    #: service answering at its URL).
+    type: str = "event"
 
 
 @dataclass(frozen=True)
@@ -266,6 +269,10 @@ class Trigger:
     last_fired: str | None = None
     #: http: the function URL.
     url: str | None = None
+    #: redis-stream: what its consumer does now (consuming, throttled, error, stopped...).
+    status: str | None = None
+    #: redis-stream: its consumer's newest error, e.g. Redis unreachable.
+    last_error: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
 
@@ -309,6 +316,23 @@ class Namespace:
             quotas=_load(Quotas, data.get("quotas") or {}),
             usage=_load(NamespaceUsage, usage) if isinstance(usage, dict) else None,
         )
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """An object storage bucket of the namespace (objects go through the S3 API at
+    ``endpoint``, see docs/object-storage.md)."""
+
+    name: str
+    namespace: str
+    created_at: str | None = None
+    objects: int = 0
+    bytes: int = 0
+    endpoint: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Bucket:
+        return _load(cls, data)
 
 
 @dataclass(frozen=True)
@@ -822,6 +846,21 @@ class NimbusClient:
 
     def delete_namespace(self, name: str) -> None:
         self._request("DELETE", _namespace_path(name))
+
+    # -- buckets ------------------------------------------------------------------
+
+    def list_buckets(self) -> list[Bucket]:
+        return [Bucket.from_json(b) for b in self._json("GET", "/v1/buckets")["buckets"]]
+
+    def create_bucket(self, name: str) -> Bucket:
+        return Bucket.from_json(self._json("POST", "/v1/buckets", json={"name": name}))
+
+    def get_bucket(self, name: str) -> Bucket:
+        return Bucket.from_json(self._json("GET", "/v1/buckets/" + quote(name, safe="")))
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket."""
+        self._request("DELETE", "/v1/buckets/" + quote(name, safe=""))
 
     # -- API keys -----------------------------------------------------------------
 

@@ -86,6 +86,12 @@ class Settings:
     max_log_line_bytes: int = 16 * 1024
     #: Log lines kept per function (oldest dropped first).
     max_log_lines_per_function: int = 100_000
+    #: Largest body of one object storage PutObject or UploadPart request (as S3: 5 GiB);
+    #: larger objects are uploaded in parts.
+    max_put_object_bytes: int = 5 * 1024**3
+    #: Object events caused by functions writing objects while they handle object events
+    #: form chains; an event deeper than this is not delivered (a loop is stopped).
+    max_event_depth: int = 16
     #: Quotas a new namespace gets when its creator does not set them (None: unlimited).
     #: Functions in the namespace.
     default_quota_max_functions: int | None = None
@@ -158,6 +164,8 @@ class Settings:
             "scale_max_burst",
             "max_async_payload_bytes",
             "async_concurrency",
+            "max_put_object_bytes",
+            "max_event_depth",
         ):
             if getattr(self, name) < 1:
                 raise InvalidSettingError(f"{name} must be at least 1, got {getattr(self, name)}")

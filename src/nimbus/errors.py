@@ -15,7 +15,8 @@ what to do. The gateway turns them into ``{"error": {"code", "message"}}``.
     │   ├── UnsupportedMediaError   415  Request.UnsupportedMediaType
     │   ├── InvalidPackageError     400  Code.InvalidPackage
     │   ├── HandlerMissingError     400  Code.HandlerNotFound
-    │   └── UnknownRuntimeError     400  Function.UnknownRuntime
+    │   ├── UnknownRuntimeError     400  Function.UnknownRuntime
+    │   └── ServiceNotInvocableError 400  Function.IsHttpService
     ├── AuthError                   401  Auth.Unauthorized
     ├── ForbiddenError              403  Auth.Forbidden
     ├── NotFoundError               404  Resource.NotFound
@@ -120,6 +121,13 @@ class HandlerMissingError(ValidationError):
 
 class UnknownRuntimeError(ValidationError):
     code = "Function.UnknownRuntime"
+
+
+class ServiceNotInvocableError(ValidationError):
+    """The function is an HTTP service (handler ``module:app``): it answers at its URL,
+    not to invocations with an event."""
+
+    code = "Function.IsHttpService"
 
 
 class AuthError(NimbusError):
@@ -262,6 +270,7 @@ ALL_ERRORS: tuple[type[NimbusError], ...] = (
     InvalidPackageError,
     HandlerMissingError,
     UnknownRuntimeError,
+    ServiceNotInvocableError,
     AuthError,
     ForbiddenError,
     NotFoundError,

@@ -8,10 +8,11 @@ platform's own, not the process-global default.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -55,6 +56,27 @@ class Metrics:
             ["namespace", "function", "code"],
             registry=self.registry,
         )
+        stream_labels = ["namespace", "function", "trigger"]
+        self._stream_messages = Counter(
+            "nimbus_stream_messages",
+            "Entries of message-queue (redis-stream) triggers, by outcome (consumed: read from "
+            "the stream, retries included; acked; failed: an attempt failed; dead_lettered)",
+            [*stream_labels, "outcome"],
+            registry=self.registry,
+        )
+        self._stream_errors = Counter(
+            "nimbus_stream_errors",
+            "Errors of message-queue triggers' consumers talking to their broker "
+            "(unreachable, refused); each is followed by a reconnection with backoff",
+            stream_labels,
+            registry=self.registry,
+        )
+        self._stream_lag = Gauge(
+            "nimbus_stream_lag",
+            "Entries of a trigger's stream not yet delivered to its consumer group",
+            stream_labels,
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -85,6 +107,22 @@ class Metrics:
 
     def throttled(self, namespace: str, function: str, code: str) -> None:
         self._child(self._throttles, namespace, function, code).inc()
+
+    def stream_messages(
+        self, namespace: str, function: str, trigger: str, outcome: str, count: int = 1
+    ) -> None:
+        self._child(self._stream_messages, namespace, function, trigger, outcome).inc(count)
+
+    def stream_error(self, namespace: str, function: str, trigger: str) -> None:
+        self._child(self._stream_errors, namespace, function, trigger).inc()
+
+    def stream_lag(self, namespace: str, function: str, trigger: str, lag: int | None) -> None:
+        """The trigger's lag now; None forgets it (unknown, or the trigger is gone)."""
+        if lag is None:
+            with contextlib.suppress(KeyError):
+                self._stream_lag.remove(namespace, function, trigger)
+        else:
+            self._stream_lag.labels(namespace, function, trigger).set(lag)
 
     def watch(self, collect: Callable[[], Iterator[GaugeMetricFamily]]) -> None:
         """Gauges computed at scrape time (instances, queued events)."""

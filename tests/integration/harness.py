@@ -158,6 +158,42 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def vendored(*requirements: str) -> dict[str, str | bytes]:
+    """The distributions and everything they require (markers evaluated), copied from this
+    environment's site-packages, as `pip install --target .` would put them in a package."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    wanted: set[str] = set()
+    todo = list(requirements)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in wanted:
+            continue
+        wanted.add(name)
+        for line in metadata.distribution(name).requires or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    files: dict[str, str | bytes] = {}
+    for name in wanted:
+        dist = metadata.distribution(name)
+        for entry in dist.files or []:
+            path = Path(str(dist.locate_file(entry)))
+            parts = Path(str(entry)).parts
+            if (
+                parts[0].endswith(".dist-info")
+                or parts[0] == ".."
+                or "__pycache__" in parts
+                or not path.is_file()
+            ):
+                continue
+            files[str(entry)] = path.read_bytes()
+    return files
+
+
 def wait_until(predicate: Any, timeout: float = 10, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

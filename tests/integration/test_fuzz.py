@@ -57,7 +57,10 @@ def _fuzz_operation(operation: Any, base_url: str, headers: dict[str, str]) -> N
     # a code upload must be a real zip; a function needs an uploaded package that holds its
     # handler, and a runtime this machine has. Every other check still runs on them.
     # And a qualifier given both in the invocation path and in ?qualifier= must agree.
+    # A bucket name must also follow S3's rules that a pattern does not say (no "..", not
+    # like an IP address), and be free across the server.
     state_dependent = {
+        "POST /v1/buckets",
         "PUT /v1/code",
         "PUT /v1/functions/{name}",
         "PATCH /v1/functions/{name}",

@@ -249,3 +249,16 @@ def test_function_url_with_apig_wsgi_and_flask_needs_a_key(server: Server) -> No
     # Without an http trigger there is no URL at all.
     server.http.delete("/v1/functions/trig-flask/triggers/web")
     assert server.http.get(url.replace(server.url, "") + "hello/world").status_code == 404
+
+
+def test_key_protected_url_does_not_hand_the_callers_key_to_the_function(
+    server: Server,
+) -> None:
+    server.deploy("trig-nokey", {"app.py": RECORDER})
+    url = _url_trigger(server, "trig-nokey", "key").replace(server.url, "")
+    r = server.http.get(url + "x", headers={"X-Custom": "kept"})
+    assert r.status_code == 200, r.text
+    (event,) = _events(server, "trig-nokey")
+    assert event["headers"]["x-custom"] == "kept"
+    assert "authorization" not in event["headers"]
+    assert server.http.headers["Authorization"].split()[-1] not in json.dumps(event)

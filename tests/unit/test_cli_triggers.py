@@ -35,6 +35,8 @@ MORNING: dict[str, Any] = {
     },
     "last_fired": "2024-05-02T01:00:00Z",
     "url": None,
+    "status": None,
+    "last_error": None,
     "created_at": "2024-05-01T12:00:00Z",
     "updated_at": "2024-05-01T12:00:00Z",
 }
@@ -47,6 +49,8 @@ URL: dict[str, Any] = {
     "config": {"auth": "public"},
     "last_fired": None,
     "url": "http://nimbus.test/fn/default/report:prod/",
+    "status": None,
+    "last_error": None,
     "created_at": "2024-05-01T12:00:00Z",
     "updated_at": "2024-05-03T08:30:00Z",
 }

@@ -30,7 +30,12 @@ RuntimeOpt = Annotated[
     str | None, typer.Option("--runtime", help="Runtime, e.g. python3.11 (see `nimbus runtimes`).")
 ]
 HandlerOpt = Annotated[
-    str | None, typer.Option("--handler", help="Entry point, e.g. app.handler (module.function).")
+    str | None,
+    typer.Option(
+        "--handler",
+        help="Entry point: module.function for an event handler (app.handler), or "
+        "module:app for an HTTP service's WSGI/ASGI app (app:app).",
+    ),
 ]
 MemoryOpt = Annotated[int | None, typer.Option("--memory", help="Memory limit in MB.", min=1)]
 TimeoutOpt = Annotated[
@@ -457,6 +462,7 @@ def function_details(function: Function) -> list[str]:
         ("version", function.version),
         ("runtime", function.runtime),
         ("handler", function.handler),
+        ("type", function.type),
         ("memory", f"{function.memory_mb} MB"),
         ("timeout", f"{function.timeout_s:g} s"),
         ("max instances", "-" if function.max_instances is None else str(function.max_instances)),

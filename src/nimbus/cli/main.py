@@ -17,6 +17,7 @@ from nimbus import __version__
 from nimbus.cli import (
     aliases,
     audit,
+    buckets,
     functions,
     invocations,
     invoke,
@@ -155,6 +156,7 @@ app.add_typer(aliases.app, name="alias")
 app.add_typer(scaling.concurrency_app, name="concurrency")
 app.add_typer(scaling.provisioned_app, name="provisioned")
 app.add_typer(triggers.app, name="trigger")
+app.add_typer(buckets.app, name="bucket")
 app.command("logs")(logs.logs)
 app.command("login")(login.login)
 app.add_typer(namespaces.app, name="namespace")

@@ -1,9 +1,10 @@
-"""``nimbus trigger add-timer | add-url | list | show | enable | disable | delete``.
+"""``nimbus trigger add-timer | add-url | add-redis | add-object | list | show | enable |
+disable | delete``.
 
 A trigger connects an event source to a function (or to one of its versions or
 aliases): a ``timer`` fires on a schedule, as an asynchronous invocation; an
-``http`` trigger gives the function a URL whose requests invoke it. See
-docs/triggers.md.
+``http`` trigger gives the function a URL whose requests invoke it; a
+``redis-stream`` trigger consumes a Redis stream in batches. See docs/triggers.md.
 """
 
 from __future__ import annotations
@@ -233,6 +234,196 @@ def add_url(
     )
 
 
+@app.command("add-redis")
+def add_redis(
+    ctx: typer.Context,
+    name: NameArg,
+    trigger: TriggerArg,
+    redis_url: Annotated[
+        str,
+        typer.Option(
+            "--url",
+            help="The Redis server: redis://host:port/db, with user:password@ before the host "
+            "if it asks for them (rediss:// for TLS). A password is stored sealed and never "
+            "shown.",
+            show_default=False,
+        ),
+    ],
+    stream: Annotated[
+        str, typer.Option("--stream", help="The stream's key, e.g. orders.", show_default=False)
+    ],
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            help="Consumer group (default: nimbus-FUNCTION); created when missing.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", help="Entries per invocation, 1-1000 (default 10).", show_default=False
+        ),
+    ] = None,
+    batch_window_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-window-ms",
+            help="How long to wait to fill a batch, 0-10000 ms (default 0: invoke with what "
+            "is there).",
+            show_default=False,
+        ),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            metavar="$|0",
+            help="Where a new group begins: $ (entries added from now on; the default) or 0 "
+            "(every entry already in the stream).",
+            show_default=False,
+        ),
+    ] = None,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option(
+            "--max-attempts",
+            help="Attempts per entry before it moves to the STREAM:dead stream, 1-100 (default 5).",
+            show_default=False,
+        ),
+    ] = None,
+    qualifier: QualifierOpt = None,
+    disabled: Annotated[
+        bool,
+        typer.Option(
+            "--disabled", help="Create it disabled (enable it with `nimbus trigger enable`)."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the trigger as JSON.")] = False,
+    token: TokenOption = None,
+) -> None:
+    """Consume a Redis stream: each batch of entries is one synchronous invocation.
+
+    The event is {"Records": [...]}, one record per entry. Entries are acked when the
+    function succeeds (all, or those not named in its `batchItemFailures`), retried
+    with backoff when it fails, and moved to STREAM:dead after --max-attempts.
+    (--url names the Redis server; give Nimbus's before the command, `nimbus --url
+    http://... trigger add-redis ...`, or in NIMBUS_URL.)
+    """
+    if start is not None and start not in ("$", "0"):
+        fail("--start is $ (entries added from now on) or 0 (every entry in the stream)")
+    config: dict[str, Any] = {"url": redis_url, "stream": stream}
+    for key, value in (
+        ("group", group),
+        ("batch_size", batch_size),
+        ("batch_window_ms", batch_window_ms),
+        ("start", start),
+        ("max_attempts", max_attempts),
+    ):
+        if value is not None:
+            config[key] = value
+    # --url is Redis's here: the server comes from `nimbus --url ...`, NIMBUS_URL or login.
+    with client_from(ctx, None, token) as client:
+        created = client.create_trigger(
+            name, trigger, "redis-stream", config, qualifier=qualifier, enabled=not disabled
+        )
+    if as_json:
+        echo_json(asdict(created))
+        return
+    c = created.config
+    typer.echo(
+        f"created redis-stream trigger {_label(created)} · {c.get('url', '?')} stream "
+        f"{c.get('stream', '?')} group {c.get('group', '?')} · batch {c.get('batch_size', '?')} "
+        f"· {c.get('max_attempts', '?')} attempts → {_target(created)}"
+    )
+    if not created.enabled:
+        _disabled_hint(created)
+
+
+@app.command("add-object")
+def add_object(
+    ctx: typer.Context,
+    name: NameArg,
+    trigger: TriggerArg,
+    bucket: Annotated[
+        str,
+        typer.Option(
+            "--bucket",
+            "-b",
+            help="The bucket whose objects fire it (of this namespace; create it first, e.g. "
+            "`nimbus bucket create NAME`).",
+            show_default=False,
+        ),
+    ],
+    events: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event",
+            "-e",
+            help="An event that fires it, repeatable: s3:ObjectCreated:* (the default), "
+            "s3:ObjectRemoved:*, or one of s3:ObjectCreated:Put|Copy|CompleteMultipartUpload, "
+            "s3:ObjectRemoved:Delete.",
+            show_default=False,
+        ),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--prefix", help="Only keys that start with this, e.g. uploads/.", show_default=False
+        ),
+    ] = None,
+    suffix: Annotated[
+        str | None,
+        typer.Option(
+            "--suffix", help="Only keys that end with this, e.g. .jpg.", show_default=False
+        ),
+    ] = None,
+    qualifier: QualifierOpt = None,
+    disabled: Annotated[
+        bool,
+        typer.Option(
+            "--disabled", help="Create it disabled (enable it with `nimbus trigger enable`)."
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the trigger as JSON.")] = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Run a function on object storage events: each matching put, copy, completed
+    multipart upload or delete in the bucket is one asynchronous invocation.
+
+    The event is S3's event notification ({"Records": [...]}), as Lambda functions get
+    it from S3. See docs/object-storage.md.
+    """
+    config: dict[str, Any] = {"bucket": bucket}
+    if events:
+        config["events"] = list(events)
+    if prefix is not None:
+        config["prefix"] = prefix
+    if suffix is not None:
+        config["suffix"] = suffix
+    with client_from(ctx, url, token) as client:
+        created = client.create_trigger(
+            name, trigger, "object", config, qualifier=qualifier, enabled=not disabled
+        )
+    if as_json:
+        echo_json(asdict(created))
+        return
+    typer.echo(
+        f"created object trigger {_label(created)} · {object_text(created)} → {_target(created)}"
+    )
+    if not created.enabled:
+        _disabled_hint(created)
+
+
+def object_text(t: Trigger) -> str:
+    """``photos uploads/*.jpg · s3:ObjectCreated:*`` for an object trigger."""
+    c = t.config
+    keys = f"{c.get('prefix') or ''}*{c.get('suffix') or ''}"
+    return f"{c.get('bucket', '?')} {keys} · {', '.join(c.get('events') or ['s3:ObjectCreated:*'])}"
+
+
 @app.command("list")
 def list_triggers(
     ctx: typer.Context,
@@ -356,6 +547,10 @@ def schedule_text(t: Trigger) -> str:
         return f"{t.config.get('schedule', '?')} ({t.config.get('timezone') or 'UTC'})"
     if t.type == "http":
         return f"auth {t.config.get('auth', 'key')}"
+    if t.type == "redis-stream":
+        return f"stream {t.config.get('stream', '?')} ({t.config.get('group', '?')})"
+    if t.type == "object":
+        return object_text(t)
     return "-"
 
 
@@ -364,6 +559,8 @@ def trigger_row(t: Trigger) -> tuple[str, ...]:
         last = t.url or "-"
     elif t.type == "timer":
         last = fired_text(t)
+    elif t.status is not None:
+        last = t.status + (f": {t.last_error}" if t.status == "error" and t.last_error else "")
     else:
         last = "-"
     return (
@@ -394,6 +591,27 @@ def trigger_details(t: Trigger) -> list[str]:
         ]
     elif t.type == "http":
         rows += [("auth", str(t.config.get("auth", "key"))), ("url", t.url or "-")]
+    elif t.type == "redis-stream":
+        c = t.config
+        window = c.get("batch_window_ms", 0)
+        rows += [
+            ("redis", str(c.get("url", "?"))),
+            ("stream", str(c.get("stream", "?"))),
+            ("group", str(c.get("group", "?"))),
+            ("batch", f"{c.get('batch_size', '?')} entries, window {window} ms"),
+            ("start", str(c.get("start", "$"))),
+            ("max attempts", f"{c.get('max_attempts', '?')}, then {c.get('stream', '?')}:dead"),
+            ("status", t.status or "-"),
+            ("last error", t.last_error or "-"),
+        ]
+    elif t.type == "object":
+        c = t.config
+        rows += [
+            ("bucket", str(c.get("bucket", "?"))),
+            ("events", ", ".join(c.get("events") or ["s3:ObjectCreated:*"])),
+            ("prefix", str(c.get("prefix") or "-")),
+            ("suffix", str(c.get("suffix") or "-")),
+        ]
     else:
         rows.append(("config", _preview(t.config)))
     rows += [("created", _time(t.created_at)), ("updated", _time(t.updated_at))]

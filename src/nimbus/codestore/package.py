@@ -213,13 +213,24 @@ def handler_file_candidates(runtime_kind: str, handler: str) -> list[str]:
             )
         base = "/".join([*dirs, module])
         return [base + ext for ext in _NODE_EXTENSIONS]
-    module, dot, function = dotted.rpartition(".")
-    if not (dot and module and function):
-        raise InvalidSettingError(
-            f"handler {handler!r} must look like module.function, e.g. app.handler"
-        )
-    names = module.split(".")
-    for name in [*names, function]:
+    if ":" in handler:  # an HTTP service: module:app (the app may be an attribute path)
+        module, _, attr = dotted.partition(":")
+        if ":" in directory or not (module and attr):
+            raise InvalidSettingError(
+                f"handler {handler!r} must look like module:app, e.g. app:app"
+            )
+        names = module.split(".")
+        idents = [*names, *attr.split(".")]
+    else:
+        module, dot, function = dotted.rpartition(".")
+        if not (dot and module and function):
+            raise InvalidSettingError(
+                f"handler {handler!r} must look like module.function, e.g. app.handler "
+                "(or module:app for an HTTP service)"
+            )
+        names = module.split(".")
+        idents = [*names, function]
+    for name in idents:
         if not name.isidentifier():
             raise InvalidSettingError(
                 f"handler {handler!r} is not valid: {name!r} is not a Python identifier"

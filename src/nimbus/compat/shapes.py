@@ -203,10 +203,14 @@ def valid_new_name(name: str) -> str:
 
 
 def lambda_runtime(runtime: str) -> str:
+    if re.fullmatch(r"nodejs\d+", runtime):
+        return runtime + ".x"  # Lambda's name for Nimbus's nodejs20
     return PROVIDED_RUNTIMES[0] if runtime == "custom" else runtime
 
 
 def nimbus_runtime(runtime: str) -> str:
+    if re.fullmatch(r"nodejs\d+\.x", runtime):
+        return runtime.removesuffix(".x")
     return "custom" if runtime in PROVIDED_RUNTIMES else runtime
 
 

@@ -181,6 +181,12 @@ class FunctionService:
                     f"{field_name} names the function itself, which would invoke it in a "
                     "loop; name another function"
                 )
+        if config.is_service and runtime.kind != "python":
+            raise InvalidSettingError(
+                f"handler {config.handler!r} (module:app) makes the function an HTTP service, "
+                f"which needs a python runtime, not {config.runtime!r}; use module.function "
+                "for an event handler"
+            )
         manifest = await asyncio.to_thread(self._codestore.manifest, config.code_sha256)
         candidates = handler_file_candidates(runtime.kind, config.handler)
         if not any(c in manifest.files for c in candidates):

@@ -8,6 +8,7 @@ runtime quotas to the pools (concurrent instances) and the rate limiter.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nimbus.config import Settings
@@ -52,6 +53,9 @@ class NamespaceService:
         self._rates = rates
         self._cache: dict[str, Namespace] = {}
         self._lock = asyncio.Lock()
+        #: Checks run before a namespace is deleted; each raises NamespaceNotEmptyError when
+        #: the namespace still owns something of its kind (object storage buckets).
+        self.before_delete: list[Callable[[str], Awaitable[None]]] = []
 
     def load(self) -> None:
         """Make sure ``default`` exists, then load every namespace and apply its quotas."""
@@ -131,6 +135,8 @@ class NamespaceService:
             )
         async with self._lock:
             self.get(name)
+            for check in self.before_delete:
+                await check(name)
             entry = AuditEntry(actor, name, AuditAction.NAMESPACE_DELETE, name)
             deleted, functions, keys = await asyncio.to_thread(
                 self._store.delete_namespace, name, entry

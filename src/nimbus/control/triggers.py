@@ -31,7 +31,7 @@ from nimbus.domain.version import parse_qualifier
 from nimbus.errors import InvalidTriggerError, TriggerExistsError, TriggerNotFoundError
 from nimbus.queue.base import NewEvent, Queue
 from nimbus.store.base import Store
-from nimbus.triggers.base import TriggerKind
+from nimbus.triggers.base import AdmittingKind, DescribedKind, TriggerKind, TriggerState
 from nimbus.triggers.scf_events import FLAVOURS, scf_timer_event
 from nimbus.triggers.schedule import (
     InvalidScheduleError,
@@ -130,6 +130,9 @@ class TriggerService:
             )
         await self._directory.resolve(namespace, function, parse_qualifier(qualifier))
         clean = self._validate(type_, config)
+        kind = self._kinds.get(type_)
+        if isinstance(kind, AdmittingKind):
+            await kind.admit(namespace, clean)
         if type_ == "http":
             existing = await asyncio.to_thread(self._store.list_triggers, namespace, function)
             if any(t.type == "http" for t in existing):
@@ -214,6 +217,14 @@ class TriggerService:
         ):
             raise _not_found(function, name)
         self._drop(namespace, function, name)
+
+    def describe(self, trigger: Trigger) -> tuple[dict[str, Any], TriggerState | None]:
+        """What the API shows of a trigger: its configuration (secrets left out, when its
+        kind keeps any) and how its source is doing, when its kind says."""
+        kind = self._kinds.get(trigger.type)
+        if isinstance(kind, DescribedKind):
+            return kind.public_config(trigger), kind.state(trigger)
+        return trigger.config, None
 
     def http_trigger(self, namespace: str, function: str) -> Trigger | None:
         """The function's enabled http trigger, if it has one."""

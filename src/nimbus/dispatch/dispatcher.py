@@ -5,18 +5,23 @@ function's reserved concurrency."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from nimbus.dispatch.directory import FunctionDirectory
 from nimbus.dispatch.ratelimit import RateLimiter
+from nimbus.domain.function import FunctionConfig, service_not_invocable
 from nimbus.domain.invocation import InvocationResult
 from nimbus.domain.version import Qualifier
-from nimbus.errors import ReservedConcurrencyError, ThrottledError
+from nimbus.errors import ReservedConcurrencyError, ThrottledError, UnavailableError
 from nimbus.metrics import Metrics
-from nimbus.pool.instance import InitFailed
+from nimbus.pool.instance import CallOutcome, InitFailed, Instance
 from nimbus.pool.manager import PoolManager
 from nimbus.pool.pool import PoolRetired, new_request_id
 
 LATEST_QUALIFIER = Qualifier(latest=True)
+#: Runs one HTTP service request on a leased instance (the gateway's relay), given the
+#: instance, the request id and the configuration it runs.
+Serve = Callable[[Instance, str, FunctionConfig], Awaitable[CallOutcome]]
 
 
 class Dispatcher:
@@ -41,13 +46,16 @@ class Dispatcher:
         want_tail: bool = False,
         qualifier: Qualifier = LATEST_QUALIFIER,
         request_id: str | None = None,
+        serve: Serve | None = None,
     ) -> InvocationResult:
         """Run one call synchronously. Function failures come back in the result;
         platform refusals (not found, throttled) are raised as NimbusError.
-        ``request_id``: an asynchronous event's id, the same on every attempt."""
+        ``request_id``: an asynchronous event's id, the same on every attempt.
+        ``serve``: for an HTTP service, what runs on the leased instance instead of
+        handing it ``payload`` (only services take it; events are refused them)."""
         try:
             result, memory_mb = await self._invoke(
-                namespace, name, payload, want_tail, qualifier, request_id
+                namespace, name, payload, want_tail, qualifier, request_id, serve
             )
         except ThrottledError as exc:
             self._metrics.throttled(namespace, name, exc.code)
@@ -72,9 +80,16 @@ class Dispatcher:
         want_tail: bool,
         qualifier: Qualifier,
         request_id: str | None,
+        serve: Serve | None,
     ) -> tuple[InvocationResult, int]:
         request_id = request_id or new_request_id()
         head, config = await self._directory.resolve(namespace, name, qualifier)
+        if config.is_service != (serve is not None):
+            if serve is None:
+                raise service_not_invocable(config)
+            raise UnavailableError(
+                f"function {name!r} stopped being an HTTP service as this request arrived; retry it"
+            )
         self._rates.admit(namespace)  # a call to a missing function spends no token
         reserved = head.reserved_concurrency
         self._pools.set_function_limit(namespace, name, reserved)
@@ -94,7 +109,10 @@ class Dispatcher:
                     # Cold: the call waited for this instance's init. A pre-warmed or
                     # provisioned instance's first call is warm.
                     cold = instance.served == 0 and instance.ready_at >= asked
-                    outcome = await instance.call(request_id, payload, want_tail)
+                    if serve is None:
+                        outcome = await instance.call(request_id, payload, want_tail)
+                    else:
+                        outcome = await serve(instance, request_id, config)
             except PoolRetired:
                 # The function changed while this call queued: use its current pool
                 # (an alias is resolved again: it may have moved).

@@ -36,9 +36,15 @@ from typing import Any
 
 from nimbus.dispatch.directory import FunctionDirectory
 from nimbus.dispatch.dispatcher import Dispatcher
+from nimbus.domain.function import service_not_invocable
 from nimbus.domain.invocation import FunctionError, InvocationResult
 from nimbus.domain.version import parse_qualifier
-from nimbus.errors import NotFoundError, PayloadTooLargeError, ThrottledError
+from nimbus.errors import (
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceNotInvocableError,
+    ThrottledError,
+)
 from nimbus.queue.base import Event, EventState, NewEvent, Queue
 from nimbus.queue.policy import DeadReason
 
@@ -108,7 +114,9 @@ class AsyncInvoker:
                 f"event is {len(payload)} bytes; the asynchronous limit is "
                 f"{self.max_payload_bytes} bytes"
             )
-        head, _config = await self._directory.resolve(namespace, name, parse_qualifier(qualifier))
+        head, config = await self._directory.resolve(namespace, name, parse_qualifier(qualifier))
+        if config.is_service:
+            raise service_not_invocable(config)
         new = NewEvent(
             namespace=namespace,
             function=name,
@@ -239,7 +247,8 @@ class AsyncInvoker:
             self._throttled[event.id] = delay
             await self._call(self._queue.release, event, delay_s=delay)
             return
-        except NotFoundError as exc:  # the function, version or alias went away
+        except (NotFoundError, ServiceNotInvocableError) as exc:
+            # The function, version or alias went away, or became an HTTP service.
             await self._fail(event, FunctionError(exc.code, exc.message))
             return
         except asyncio.CancelledError:

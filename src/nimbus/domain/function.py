@@ -6,7 +6,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from nimbus.errors import FunctionNotFoundError, InvalidNameError, InvalidSettingError
+from nimbus.errors import (
+    FunctionNotFoundError,
+    InvalidNameError,
+    InvalidSettingError,
+    ServiceNotInvocableError,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -69,6 +74,12 @@ class FunctionConfig:
         return (self.namespace, self.name)
 
     @property
+    def is_service(self) -> bool:
+        """An HTTP service (handler ``module:app``, gunicorn's and uvicorn's form: an
+        unmodified WSGI or ASGI app): served at its URL, not invoked with events."""
+        return ":" in self.handler
+
+    @property
     def version_key(self) -> tuple[str, str, int]:
         """Identifies one immutable configuration: pools are keyed by it."""
         return (self.namespace, self.name, self.revision)
@@ -95,6 +106,16 @@ def function_not_found(name: str) -> FunctionNotFoundError:
     return FunctionNotFoundError(
         f"function {name!r} does not exist; check the name with `nimbus list` "
         "or create it with `nimbus deploy`"
+    )
+
+
+def service_not_invocable(config: FunctionConfig) -> ServiceNotInvocableError:
+    """The answer to an invocation of an HTTP service: where to send requests instead."""
+    return ServiceNotInvocableError(
+        f"function {config.name!r} is an HTTP service (handler {config.handler!r}): it "
+        f"answers HTTP requests at its URL, /fn/{config.namespace}/{config.name}/, not "
+        f"invocations; give it a URL with `nimbus trigger add-url {config.name} web` "
+        "and send requests there"
     )
 
 

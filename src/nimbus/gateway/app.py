@@ -19,8 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from nimbus import __version__
-from nimbus.compat import lambda_ops
+from nimbus.compat import lambda_ops, scf_ops
 from nimbus.compat.lambda_api import LambdaApi
+from nimbus.compat.scf_api import ScfApi
 from nimbus.domain.function import NAME_RE
 from nimbus.errors import (
     InvalidNameError,
@@ -39,6 +40,9 @@ from nimbus.gateway import (
 )
 from nimbus.gateway.access import Access
 from nimbus.gateway.invoke import InvokeFastPath
+from nimbus.gateway.services import ServiceUrls
+from nimbus.objects import routes as bucket_routes
+from nimbus.objects.s3_api import S3Api
 
 if TYPE_CHECKING:
     from nimbus.app import Platform
@@ -61,14 +65,20 @@ def error_response(exc: NimbusError) -> JSONResponse:
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
 
 
-def create_asgi(platform: "Platform") -> LambdaApi:
+def create_asgi(platform: "Platform") -> S3Api:
     """What ``nimbus serve`` runs: the app behind the invoke fast path, which skips
     FastAPI's middleware, routing and dependency solving for warm calls (same checks,
     same answers; the FastAPI route stays for the OpenAPI document and invalid names),
-    behind the AWS Lambda API's paths (``/2015-03-31/...``, see docs/lambda-api.md)."""
-    app = create_app(platform)
+    behind the AWS Lambda API's paths (``/2015-03-31/...``, see docs/lambda-api.md).
+    HTTP services' URLs (HTTP and WebSocket) are relayed before the app, see
+    :mod:`nimbus.gateway.services`."""
+    app = ServiceUrls(create_app(platform), platform=platform, on_error=error_response)
     fast = InvokeFastPath(app, platform=platform, access=Access(platform), on_error=error_response)
-    return LambdaApi(fast, platform=platform, routes=lambda_ops.routes(platform))
+    lambda_api = LambdaApi(fast, platform=platform, routes=lambda_ops.routes(platform))
+    # Tencent SCF's API 3.0: POST / with X-TC-Action (see docs/scf-api.md).
+    scf_api = ScfApi(lambda_api, platform=platform, actions=scf_ops.actions(platform))
+    # Object storage, the S3 API under /s3 (see docs/object-storage.md).
+    return S3Api(scf_api, platform=platform)
 
 
 def create_app(platform: "Platform") -> FastAPI:
@@ -138,6 +148,7 @@ def create_app(platform: "Platform") -> FastAPI:
     app.include_router(routes_events.router(platform, access))
     app.include_router(routes_triggers.router(platform, access))
     app.include_router(routes_metrics.router(platform, access))
+    app.include_router(bucket_routes.router(platform, access))
     app.router.routes.extend(routes_triggers.function_url_routes(platform, error_response))
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
     return app

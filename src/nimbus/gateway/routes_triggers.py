@@ -42,15 +42,18 @@ def _out(t: Trigger, platform: "Platform") -> s.TriggerOut:
     if t.type == "http":
         target = t.function + (f":{t.qualifier}" if t.qualifier else "")
         url = f"{platform.settings.base_url}/fn/{t.namespace}/{target}/"
+    config, state = platform.triggers.describe(t)
     return s.TriggerOut(
         name=t.name,
         function=t.function,
         type=t.type,
         qualifier=t.qualifier,
         enabled=t.enabled,
-        config=t.config,
+        config=config,
         last_fired=t.last_fired,
         url=url,
+        status=state.status if state is not None else None,
+        last_error=state.last_error if state is not None else None,
         created_at=t.created_at,
         updated_at=t.updated_at,
     )
@@ -136,6 +139,18 @@ def function_url_routes(
     ]
 
 
+async def check_url_access(
+    platform: "Platform", trigger: Trigger, authorization: str | None
+) -> None:
+    """What a function URL asks of its caller: nothing (``public``) or a key that may
+    invoke in the namespace (``key``); a key of another namespace learns nothing."""
+    if trigger.config.get("auth") != "public":
+        key = await platform.keyring.authenticate(authorization)
+        if not place(key, trigger.namespace).visible:
+            raise function_not_found(trigger.function)
+        require(key, Permission.INVOKE)
+
+
 async def _serve(platform: "Platform", request: Request) -> Response:
     namespace = request.path_params["namespace"]
     target = request.path_params["target"]
@@ -146,11 +161,7 @@ async def _serve(platform: "Platform", request: Request) -> Response:
     if trigger is None:
         # No URL here: the same answer whether or not the function exists.
         raise function_not_found(name)
-    if trigger.config.get("auth") != "public":
-        key = await platform.keyring.authenticate(request.headers.get("authorization"))
-        if not place(key, namespace).visible:
-            raise function_not_found(name)
-        require(key, Permission.INVOKE)
+    await check_url_access(platform, trigger, request.headers.get("authorization"))
     prefix = f"/fn/{namespace}/{target}".encode()
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     sub_path = raw_path[len(prefix) :].decode("latin-1") if raw_path.startswith(prefix) else "/"
@@ -166,7 +177,7 @@ async def _serve(platform: "Platform", request: Request) -> Response:
         method=request.method,
         raw_path=sub_path or "/",
         raw_query=request.scope.get("query_string", b""),
-        headers=list(request.scope["headers"]),
+        headers=_forwarded_headers(request.scope["headers"], trigger.config.get("auth")),
         body=body,
         source_ip=str(client[0]),
     )
@@ -212,3 +223,13 @@ async def _serve(platform: "Platform", request: Request) -> Response:
     response.raw_headers.extend(answer.headers)
     response.raw_headers.append((b"x-nimbus-request-id", request_id.encode()))
     return response
+
+
+def _forwarded_headers(
+    headers: list[tuple[bytes, bytes]], auth: str | None
+) -> list[tuple[bytes, bytes]]:
+    """The request's headers as the function sees them: on a key-protected URL the
+    ``Authorization`` header is the caller's Nimbus key, which the function never gets."""
+    if auth == "public":
+        return list(headers)
+    return [(name, value) for name, value in headers if name.lower() != b"authorization"]

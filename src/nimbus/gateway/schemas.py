@@ -41,8 +41,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-_RUNTIME_DOC = "python3.11, another python3.X found on the machine (GET /v1/runtimes), or custom"
-_HANDLER_DOC = "module.function for Python; anything for custom"
+_RUNTIME_DOC = (
+    "python3.11, another python3.X or nodejsN found on the machine (GET /v1/runtimes), or custom"
+)
+_HANDLER_DOC = (
+    "module.function for Python; file.function for Node.js; anything for custom; "
+    "module:app (Python) makes the function an HTTP service serving that WSGI/ASGI app"
+)
 _SHA256_PATTERN = r"^[0-9a-f]{64}$"
 _NETWORK_DOC = (
     "none (default): the instance reaches only its Runtime API; "
@@ -127,6 +132,10 @@ class FunctionOut(BaseModel):
     namespace: str
     runtime: str
     handler: str
+    type: Literal["event", "service"] = Field(
+        description="From the handler: event (module.function, invoked with events) or "
+        "service (module:app, an HTTP service answering at its URL)"
+    )
     code_sha256: str
     code_size: int
     memory_mb: int
@@ -156,6 +165,7 @@ class FunctionOut(BaseModel):
             namespace=c.namespace,
             runtime=c.runtime,
             handler=c.handler,
+            type="service" if c.is_service else "event",
             code_sha256=c.code_sha256,
             code_size=c.code_size,
             memory_mb=c.memory_mb,
@@ -309,7 +319,7 @@ class CodeOut(BaseModel):
 
 class RuntimeOut(BaseModel):
     name: str
-    kind: Literal["python", "custom"]
+    kind: Literal["python", "node", "custom"]
     version: str | None
 
 
@@ -372,9 +382,8 @@ class TriggerIn(_Strict):
     name: str = Field(
         pattern=NAME_RE.pattern, description="The trigger's name, unique per function"
     )
-    type: str = Field(
-        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
-        description="timer, http, or another kind this server offers (see docs/triggers.md)",
+    type: Literal["timer", "http", "object", "redis-stream"] = Field(
+        description="The event source (see docs/triggers.md)"
     )
     qualifier: str | None = Field(
         default=None,
@@ -387,7 +396,9 @@ class TriggerIn(_Strict):
         default_factory=dict,
         description='timer: {"schedule": "*/10 * * * * *" | "rate(5 minutes)", "timezone": '
         '"Asia/Shanghai", "payload": {...}, "catch_up": "latest" | "all" | "none"}; '
-        'http: {"auth": "key" | "public"}',
+        'http: {"auth": "key" | "public"}; redis-stream: {"url": "redis://host:6379/0", '
+        '"stream": "orders", "group", "batch_size", "batch_window_ms", "start": "$" | "0", '
+        '"max_attempts"}',
     )
 
 
@@ -404,6 +415,14 @@ class TriggerOut(BaseModel):
     config: dict[str, Any]
     last_fired: datetime | None = Field(description="timer: the newest tick fired")
     url: str | None = Field(description="http: the function URL")
+    status: str | None = Field(
+        default=None,
+        description="redis-stream: what its consumer does on this server now (starting, "
+        "consuming, throttled, error, stopping, stopped)",
+    )
+    last_error: str | None = Field(
+        default=None, description="redis-stream: its consumer's newest error (e.g. unreachable)"
+    )
     created_at: datetime | None
     updated_at: datetime | None
 

@@ -26,7 +26,9 @@ from nimbus.domain.function import FunctionConfig
 from nimbus.domain.invocation import FunctionError
 from nimbus.logs.capture import StreamCapture
 from nimbus.logs.store import LogLine, LogStore
+from nimbus.runtime_api.channel import Channel
 from nimbus.runtime_api.server import NextEvent, RuntimeEndpoint
+from nimbus.runtime_api.storage import StorageGate
 from nimbus.runtimes.registry import Runtime, RuntimeRegistry
 from nimbus.sandbox.base import ExitStatus, InstanceSpec, Sandbox, SandboxError, SandboxProcess
 
@@ -80,8 +82,10 @@ class Instance:
         settings: Settings,
         logs: LogStore,
         on_dead: Callable[[Instance], None],
+        storage: StorageGate | None = None,
     ) -> None:
         self.id = instance_id
+        self._storage = storage  # object storage on the Runtime API socket
         self.config = config
         self.runtime = runtime
         self.state = InstanceState.STARTING
@@ -115,7 +119,15 @@ class Instance:
         self, sandbox: Sandbox, registry: RuntimeRegistry, code_dir: Path, socket_dir: Path
     ) -> None:
         """Start the process; readiness is reported through :meth:`ready`."""
-        endpoint = RuntimeEndpoint(self, self._settings.max_sync_payload_bytes)
+        endpoint = RuntimeEndpoint(
+            self,
+            self._settings.max_sync_payload_bytes,
+            storage=self._storage.for_instance(
+                self.config.namespace, self.config.name, self.running_request_id
+            )
+            if self._storage is not None
+            else None,
+        )
         self._endpoint = endpoint
         socket_path = socket_dir / f"{self.id}.sock"
         await endpoint.listen_unix(socket_path)
@@ -125,13 +137,14 @@ class Instance:
             runtime_api = f"127.0.0.1:{await endpoint.listen_tcp()}"
         spec = InstanceSpec(
             instance_id=self.id,
-            argv=registry.argv(self.runtime, view.task_root),
+            argv=registry.argv(self.runtime, view.task_root, self.config.memory_mb),
             env=self._environment(view.task_root, view.runtime_socket, runtime_api),
             code_dir=code_dir,
             runtime_socket=socket_path,
             memory_mb=self.config.memory_mb,
             runtime_kind=self.runtime.kind,
             interpreter=self.runtime.executable,
+            ro_paths=registry.ro_paths(self.runtime),
             tmp_mb=self._settings.tmp_mb,
             network=self.config.network,
             labels={"namespace": self.config.namespace, "function": self.config.name},
@@ -161,6 +174,12 @@ class Instance:
             "HOME": "/tmp",
             "TZ": "UTC",
         }
+        if self._storage is not None:
+            # Object storage through the Runtime API (runtime_api/storage.py): an unmodified
+            # boto3.client("s3") reaches the namespace's buckets; the keys are placeholders.
+            env["AWS_ENDPOINT_URL_S3"] = f"http://{runtime_api or '127.0.0.1:9001'}/s3"
+            env["AWS_ACCESS_KEY_ID"] = env["AWS_SECRET_ACCESS_KEY"] = "nimbus"
+            env["AWS_DEFAULT_REGION"] = "us-east-1"
         env.update(cfg.env)
         env.update(cfg.secret_env)  # decrypted only in memory, handed over like env
         env.update(
@@ -281,10 +300,18 @@ class Instance:
             self._proc.close()
         self._on_dead(self)
 
+    def running_request_id(self) -> str | None:
+        """The call in flight, else the last one: what this instance's storage writes are
+        attributed to."""
+        return self._call.request_id if self._call is not None else self._last_request_id
+
     # ---- calls -----------------------------------------------------------
-    def call(self, request_id: str, payload: bytes, want_tail: bool) -> asyncio.Future[CallOutcome]:
-        """Hand one event to the runtime; the future resolves with its outcome."""
-        timeout_s = self.config.timeout_s
+    def call(
+        self, request_id: str, payload: bytes, want_tail: bool, timeout_s: float | None = None
+    ) -> asyncio.Future[CallOutcome]:
+        """Hand one event to the runtime; the future resolves with its outcome.
+        ``timeout_s``: when the instance is killed, if not the function's timeout."""
+        timeout_s = timeout_s or self.config.timeout_s
         future: asyncio.Future[CallOutcome] = self._loop.create_future()
         call = _Call(request_id, time.monotonic(), future, want_tail=want_tail)
         call.timer = self._loop.call_later(timeout_s, self._on_timeout, call)
@@ -312,6 +339,12 @@ class Instance:
         else:
             self._mailbox = event
         return future
+
+    def expect_stream(self, request_id: str) -> asyncio.Future[Channel]:
+        """The ASGI channel an HTTP service's runtime opens for ``request_id`` (see
+        :mod:`nimbus.runtime_api.channel`); call before :meth:`call`."""
+        assert self._endpoint is not None
+        return self._endpoint.expect_stream(request_id)
 
     def _finish(self, call: _Call, payload: bytes | None, error: FunctionError | None) -> None:
         if self._call is not call:

@@ -26,6 +26,7 @@ from nimbus.logs.store import LogStore
 from nimbus.pool.budget import FunctionBudget, NamespaceBudget
 from nimbus.pool.instance import Instance, InstanceState
 from nimbus.pool.pool import Pool
+from nimbus.runtime_api.storage import StorageGate
 from nimbus.runtimes.registry import RuntimeRegistry
 from nimbus.sandbox.base import Sandbox
 
@@ -57,6 +58,8 @@ class PoolManager:
         self._socket_dir = settings.run_dir / "sockets"
         self._socket_dir.mkdir(parents=True, exist_ok=True)
         self._reaper: asyncio.Task[None] | None = None
+        #: Object storage for instances, on their Runtime API sockets (set by the platform).
+        self.storage: StorageGate | None = None
 
     def start(self) -> None:
         self._reaper = asyncio.create_task(self._reap_forever(), name="nimbus-reaper")
@@ -176,6 +179,7 @@ class PoolManager:
             settings=self._settings,
             logs=self._logs,
             on_dead=on_dead,  # type: ignore[arg-type]
+            storage=self.storage,
         )
         await instance.launch(self._sandbox, self._registry, code_dir, self._socket_dir)
         return instance

@@ -13,6 +13,12 @@ Tencent SCF's Custom Runtime paths are served:
     GET  /runtime/invocation/next                     → 200 event, SCF headers
     POST /runtime/invocation/response                 → 200 (SCF)
     POST /runtime/invocation/error                    → 200 (SCF)
+    GET  /2018-06-01/runtime/invocation/{id}/stream   → 101, then ASGI frames (HTTP services)
+
+The last one is Nimbus's own: an HTTP service instance upgrades a second
+connection (``Connection: Upgrade``, ``Upgrade: nimbus-asgi``) into the framed
+ASGI channel of the request in flight (see :mod:`nimbus.runtime_api.channel`);
+whoever called :meth:`RuntimeEndpoint.expect_stream` for that request gets it.
 
 HTTP/1.1 is parsed with httptools; the semantics live in a
 :class:`RuntimeHandler` (the pool's instance object), so this module only
@@ -29,9 +35,14 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
+
+from nimbus.runtime_api.channel import UPGRADE_TOKEN, Channel
+
+if TYPE_CHECKING:
+    from nimbus.runtime_api.storage import InstanceStorage
 
 log = logging.getLogger("nimbus.runtime_api")
 
@@ -39,6 +50,7 @@ LAMBDA_PREFIX = b"/2018-06-01/runtime/"
 SCF_PREFIX = b"/runtime/"
 _REASONS = {
     200: b"OK",
+    101: b"Switching Protocols",
     202: b"Accepted",
     400: b"Bad Request",
     404: b"Not Found",
@@ -120,6 +132,8 @@ class _Connection(asyncio.Protocol):
         self._queue: list[tuple[bytes, bytes, dict[bytes, bytes], bytes, bool]] = []
         self._busy = False
         self._pending: asyncio.Task[None] | None = None
+        #: Set once the connection is upgraded into an HTTP service's ASGI channel.
+        self._channel: Channel | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -131,12 +145,33 @@ class _Connection(asyncio.Protocol):
         self._endpoint.connections.discard(self)
         if self._pending is not None:
             self._pending.cancel()
+        if self._channel is not None:
+            self._channel.feed_eof()
 
     def data_received(self, data: bytes) -> None:
+        if self._channel is not None:
+            self._channel.feed(data)
+            return
+        storage = self._endpoint.storage  # object storage requests (runtime_api/storage.py)
+        if storage is not None and storage.claim(self, self._transport, data):
+            return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            if self._channel is not None:  # bytes after the upgrade request are frames
+                self._channel.feed(data[int(exc.args[0]) :])
+            elif self._transport is not None:
+                self._transport.close()  # an upgrade to anything else: refused already
         except httptools.HttpParserError:
             self._write(_error(400, "InvalidRequest", "malformed HTTP request"), keep_alive=False)
+
+    def pause_writing(self) -> None:
+        if self._channel is not None:
+            self._channel.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._channel is not None:
+            self._channel.resume_writing()
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -213,6 +248,10 @@ class _Connection(asyncio.Protocol):
             if rest == b"invocation/next" and method == b"GET":
                 self._start_next(lambda ev: _lambda_next(ev), keep_alive)
                 return
+            if method == b"GET" and rest.endswith(b"/stream") and rest.startswith(b"invocation/"):
+                rid = rest[len(b"invocation/") : -len(b"/stream")].decode("utf-8", "replace")
+                self._upgrade(rid, headers)
+                return
             if rest.startswith(b"invocation/") and method == b"POST":
                 request_id, _, kind = rest[len(b"invocation/") :].rpartition(b"/")
                 rid = request_id.decode("utf-8", "replace")
@@ -266,6 +305,27 @@ class _Connection(asyncio.Protocol):
             keep_alive,
         )
 
+    def _upgrade(self, request_id: str, headers: dict[bytes, bytes]) -> None:
+        """Turn this connection into the ASGI channel of ``request_id``."""
+        tokens = [t.strip().lower() for t in headers.get(b"connection", b"").split(b",")]
+        if b"upgrade" not in tokens or headers.get(b"upgrade", b"").lower() != UPGRADE_TOKEN:
+            self._write(
+                _error(400, "InvalidRequest", "send Connection: Upgrade, Upgrade: nimbus-asgi"),
+                keep_alive=False,
+            )
+            return
+        waiter = self._endpoint.take_stream_waiter(request_id)
+        if waiter is None or self._transport is None:
+            message = f"no HTTP service request {request_id} is waiting for its stream"
+            self._write(_error(400, "InvalidRequestID", message), keep_alive=False)
+            return
+        self._transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+            b"Upgrade: " + UPGRADE_TOKEN + b"\r\n\r\n"
+        )
+        self._channel = Channel(self._transport)
+        waiter.set_result(self._channel)
+
     def _start_next(self, render: Callable[[NextEvent], bytes], keep_alive: bool) -> None:
         self._busy = True
         self._pending = asyncio.ensure_future(self._serve_next(render, keep_alive))
@@ -307,10 +367,17 @@ def _scf_next(ev: NextEvent) -> bytes:
 class RuntimeEndpoint:
     """The Runtime API of one instance, on a unix socket and optionally loopback TCP."""
 
-    def __init__(self, handler: RuntimeHandler, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        handler: RuntimeHandler,
+        max_body_bytes: int,
+        storage: InstanceStorage | None = None,
+    ) -> None:
         self.handler = handler
         self.max_body_bytes = max_body_bytes
+        self.storage = storage
         self.connections: set[_Connection] = set()
+        self._streams: dict[str, asyncio.Future[Channel]] = {}
         self._servers: list[asyncio.Server] = []
         self._socket_path: Path | None = None
         self.tcp_port: int | None = None
@@ -332,7 +399,21 @@ class RuntimeEndpoint:
         self._servers.append(server)
         return port
 
+    def expect_stream(self, request_id: str) -> asyncio.Future[Channel]:
+        """A future for the ASGI channel the runtime will open for ``request_id``.
+        Cancel it if the call ends without one."""
+        future: asyncio.Future[Channel] = asyncio.get_running_loop().create_future()
+        self._streams[request_id] = future
+        future.add_done_callback(lambda f: self._streams.pop(request_id, None))
+        return future
+
+    def take_stream_waiter(self, request_id: str) -> asyncio.Future[Channel] | None:
+        future = self._streams.pop(request_id, None)
+        return future if future is not None and not future.done() else None
+
     def close(self) -> None:
+        for future in list(self._streams.values()):
+            future.cancel()
         for server in self._servers:
             server.close()
         for conn in list(self.connections):

@@ -4,13 +4,17 @@
 under the real CPython binary of that version (never a pyenv shell shim, which
 costs ~140 ms per start), with ``-I -S``: isolated from the platform's
 environment and site-packages, so a function sees the standard library and its
-own package only. ``custom`` runs the package's ``bootstrap`` executable.
+own package only. ``nodejsN`` runs the built-in Node.js runtime
+(``runtimes/node/bootstrap.cjs``, no npm dependencies) under the ``node`` binary of
+major version N (18+), with V8's heap capped below the function's memory limit.
+``custom`` runs the package's ``bootstrap`` executable.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +26,20 @@ BOOTSTRAP = Path(__file__).parent / "python" / "bootstrap.py"
 MIN_PYTHON = (3, 8)
 _PY_NAME = re.compile(r"^python(3)\.(\d+)$")
 _PYENV_VERSION = re.compile(r"^(3)\.(\d+)\.(\d+)$")
+NODE_BOOTSTRAP = Path(__file__).parent / "node" / "bootstrap.cjs"
+#: Oldest Node.js major version the built-in Node runtime supports.
+MIN_NODE = 18
+_NODE_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)")
+#: Share of a function's memory V8's old generation may use (the rest: Node itself, code,
+#: buffers, the young generation). V8 collects harder as the heap nears it; the memory
+#: cgroup stays the backstop (``Runtime.OutOfMemory``).
+NODE_HEAP_SHARE = 0.75
 
 
 @dataclass(frozen=True)
 class Runtime:
-    name: str  # python3.11, custom
-    kind: str  # python | custom
+    name: str  # python3.11, nodejs20, custom
+    kind: str  # python | node | custom
     version: str | None
     executable: Path | None
 
@@ -74,8 +86,51 @@ def discover(extra_dirs: tuple[Path, ...] = ()) -> dict[str, Runtime]:
             m = _PYENV_VERSION.match(vdir.name)
             if m:
                 add(int(m.group(2)), vdir / "bin" / f"python3.{m.group(2)}", vdir.name)
+    found.update(discover_node(extra_dirs))
     found["custom"] = Runtime("custom", "custom", None, None)
     return dict(sorted(found.items()))
+
+
+def node_runtime(exe: Path, version_output: str) -> Runtime | None:
+    """The runtime for a ``node`` binary that printed ``version_output`` to ``--version``."""
+    m = _NODE_VERSION.match(version_output.strip())
+    if m is None or int(m.group(1)) < MIN_NODE:
+        return None
+    return Runtime(f"nodejs{m.group(1)}", "node", m.group(0)[1:], exe)
+
+
+def node_heap_flags(memory_mb: int) -> tuple[str, ...]:
+    """V8 heap limits for an instance of ``memory_mb``: GC works harder before the cgroup
+    limit is reached, and the young generation (16 MB semi-spaces by default, sized for
+    big machines) is scaled down for small functions."""
+    old_mb = max(16, int(memory_mb * NODE_HEAP_SHARE))
+    semi_mb = min(16, max(1, memory_mb // 20))
+    return (f"--max-old-space-size={old_mb}", f"--max-semi-space-size={semi_mb}")
+
+
+def discover_node(extra_dirs: tuple[Path, ...] = ()) -> dict[str, Runtime]:
+    """Find Node.js 18+ binaries (``node``, or Debian's old ``nodejs`` name), one per major."""
+    found: dict[str, Runtime] = {}
+    seen: set[Path] = set()
+    for directory in (*extra_dirs, Path("/usr/local/bin"), Path("/usr/bin")):
+        for name in ("node", "nodejs"):
+            exe = directory / name
+            if not _is_exe(exe) or _is_script(exe):  # version managers' shell shims: no
+                continue
+            real = exe.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                done = subprocess.run(
+                    [str(real), "--version"], capture_output=True, text=True, timeout=10
+                )
+            except (OSError, subprocess.SubprocessError):
+                continue
+            runtime = node_runtime(real, done.stdout) if done.returncode == 0 else None
+            if runtime is not None and runtime.name not in found:
+                found[runtime.name] = runtime
+    return found
 
 
 class RuntimeRegistry:
@@ -98,9 +153,23 @@ class RuntimeRegistry:
     def all(self) -> list[Runtime]:
         return list(self._runtimes.values())
 
-    def argv(self, runtime: Runtime, task_root: str) -> tuple[str, ...]:
+    def argv(self, runtime: Runtime, task_root: str, memory_mb: int = 128) -> tuple[str, ...]:
         """How to start the runtime; ``task_root`` is the code directory as the instance sees it."""
         if runtime.kind == "python":
             assert runtime.executable is not None
             return (str(runtime.executable), "-I", "-S", str(BOOTSTRAP))
+        if runtime.kind == "node":
+            assert runtime.executable is not None
+            return (str(runtime.executable), *node_heap_flags(memory_mb), str(NODE_BOOTSTRAP))
         return (f"{task_root}/bootstrap",)
+
+    def ro_paths(self, runtime: Runtime) -> tuple[str, ...]:
+        """Host paths the runtime needs inside a sandbox, read-only at the same path.
+
+        The Node runtime needs its bootstrap and the ``node`` install (its prefix, e.g.
+        ``/usr`` or ``/opt/node-v20``); Python instances are forks of a zygote that
+        already holds their runtime, and custom runtimes bring their own.
+        """
+        if runtime.kind == "node" and runtime.executable is not None:
+            return (str(NODE_BOOTSTRAP.parent), str(runtime.executable.parent.parent))
+        return ()

@@ -28,9 +28,13 @@ class InstanceSpec:
     #: Unix socket serving this instance's Runtime API.
     runtime_socket: Path
     memory_mb: int
-    #: ``python`` (the built-in runtime under ``interpreter``) or ``custom`` (exec ``argv``).
+    #: ``python`` (the built-in runtime under ``interpreter``), or ``node`` / ``custom``
+    #: (exec ``argv``).
     runtime_kind: str = "custom"
     interpreter: Path | None = None
+    #: Host paths the runtime needs, visible read-only at the same path in a sandbox
+    #: (the Node runtime's bootstrap and ``node`` install).
+    ro_paths: tuple[str, ...] = ()
     #: ``none`` (loopback only) or ``egress`` (outside networks, never the host).
     network: str = "none"
     #: Size cap of the instance's private /tmp, in MiB.

@@ -119,12 +119,24 @@ def availability() -> str | None:
     return None
 
 
+def _extra_binds(paths: tuple[str, ...], covered: list[str]) -> list[str]:
+    """The ``paths`` not already inside one of the ``covered`` binds (nor repeated)."""
+    extra: list[str] = []
+    for path in paths:
+        inside = [*covered, *extra]
+        if not any(path == c or path.startswith(c.rstrip("/") + "/") for c in inside):
+            extra.append(path)
+    return extra
+
+
 class _Zygote:
     """One zygote process and the requests in flight to it."""
 
-    def __init__(self, interpreter: Path, python_mode: bool) -> None:
+    def __init__(self, interpreter: Path, python_mode: bool, ro_paths: tuple[str, ...]) -> None:
         self.interpreter = interpreter
         self.python_mode = python_mode
+        #: Host paths a runtime needs (the Node runtime's): one zygote per set of them.
+        self.ro_paths = ro_paths
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -150,6 +162,7 @@ class _Zygote:
         self._sock = ours
         self._ready = loop.create_future()
         loop.add_reader(ours.fileno(), self._on_readable)
+        ro_binds = [*SYSTEM_DIRS, str(self.interpreter.resolve().parent.parent)]
         ours.send(
             json.dumps(
                 {
@@ -157,7 +170,7 @@ class _Zygote:
                     "bootstrap": str(BOOTSTRAP) if self.python_mode else None,
                     "preload": PRELOAD if self.python_mode else (),
                     "root_dir": str(root_dir),
-                    "ro_binds": [*SYSTEM_DIRS, str(self.interpreter.resolve().parent.parent)],
+                    "ro_binds": ro_binds + _extra_binds(self.ro_paths, ro_binds),
                     "etc_files": list(ETC_FILES),
                 }
             ).encode()
@@ -346,8 +359,8 @@ class NamespaceSandbox:
         self._pids_max = pids_max
         self._default_interpreter = default_interpreter
         self._seccomp_hex = build_filter().hex()
-        self._zygotes: dict[tuple[Path, bool], _Zygote] = {}
-        self._starting: dict[tuple[Path, bool], asyncio.Task[_Zygote]] = {}
+        self._zygotes: dict[tuple[Path, bool, tuple[str, ...]], _Zygote] = {}
+        self._starting: dict[tuple[Path, bool, tuple[str, ...]], asyncio.Task[_Zygote]] = {}
         self._uids = itertools.cycle(range(UID_BASE, UID_BASE + UID_COUNT))
         self._uids_in_use: set[int] = set()
         self._counter = itertools.count()
@@ -370,14 +383,16 @@ class NamespaceSandbox:
     async def prepare(self) -> None:
         await self._zygote(self._default_interpreter, python_mode=True)
 
-    async def _zygote(self, interpreter: Path, python_mode: bool) -> _Zygote:
-        key = (interpreter, python_mode)
+    async def _zygote(
+        self, interpreter: Path, python_mode: bool, ro_paths: tuple[str, ...] = ()
+    ) -> _Zygote:
+        key = (interpreter, python_mode, ro_paths)
         zygote = self._zygotes.get(key)
         if zygote is not None and zygote.alive:
             return zygote
         task = self._starting.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._start_zygote(interpreter, python_mode))
+            task = asyncio.ensure_future(self._start_zygote(interpreter, python_mode, ro_paths))
             self._starting[key] = task
         try:
             return await asyncio.shield(task)
@@ -385,10 +400,12 @@ class NamespaceSandbox:
             if task.done():
                 self._starting.pop(key, None)
 
-    async def _start_zygote(self, interpreter: Path, python_mode: bool) -> _Zygote:
-        zygote = _Zygote(interpreter, python_mode)
+    async def _start_zygote(
+        self, interpreter: Path, python_mode: bool, ro_paths: tuple[str, ...]
+    ) -> _Zygote:
+        zygote = _Zygote(interpreter, python_mode, ro_paths)
         await zygote.start(self._seccomp_hex, self._root_dir)
-        self._zygotes[(interpreter, python_mode)] = zygote
+        self._zygotes[(interpreter, python_mode, ro_paths)] = zygote
         return zygote
 
     def _allocate_uid(self) -> int:
@@ -404,7 +421,7 @@ class NamespaceSandbox:
         interpreter = (
             spec.interpreter if python_mode and spec.interpreter else (self._default_interpreter)
         )
-        zygote = await self._zygote(interpreter, python_mode)
+        zygote = await self._zygote(interpreter, python_mode, spec.ro_paths)
         uid = self._allocate_uid()
         cpu_weight = max(1, spec.memory_mb * 100 // MB_PER_CPU)  # 100 = one vCPU
         try:

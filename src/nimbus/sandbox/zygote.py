@@ -4,8 +4,10 @@ Runs under the bare interpreter of one Python runtime (``python3.X -I -S
 zygote.py``) with only the standard library, as root. It imports the built-in
 Python runtime once, freezes its heap (``gc.freeze``) and then forks one
 instance per request from the platform, so a Python instance starts without
-paying for an interpreter start or its imports. Custom runtimes are exec'd
-from the same sandbox set-up.
+paying for an interpreter start or its imports. Custom runtimes and the
+Node.js runtime are exec'd from the same sandbox set-up, by a zygote without
+the Python runtime preloaded (one per set of extra read-only paths: the Node
+runtime's bootstrap and ``node`` install).
 
 Protocol: a SOCK_SEQPACKET unix socket whose fd number is the first argument. Each message is one JSON
 object; spawn requests carry the instance's stdout and stderr pipes and a memfd
@@ -29,10 +31,10 @@ Process tree of one instance, and what each step does::
        loopback up. Then:
        - Python: drop to an unprivileged uid, no new privileges, seccomp, and
          run the already imported runtime in-process (one fork per instance);
-       - custom: fork C, which drops privileges likewise and execs the
-         bootstrap, while B stays as init: reaps orphans, relays
-         127.0.0.1:9001 to the Runtime API socket, and reports C's wait
-         status through a pipe when C ends.
+       - custom and Node.js: fork C, which drops privileges likewise and execs
+         the bootstrap (or ``node bootstrap.cjs``), while B stays as init:
+         reaps orphans, relays 127.0.0.1:9001 to the Runtime API socket, and
+         reports C's wait status through a pipe when C ends.
     When B ends the kernel kills whatever else ran in its PID namespace.
 """
 

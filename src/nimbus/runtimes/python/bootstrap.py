@@ -25,6 +25,13 @@ once when it drops):
    body ``{errorType, errorMessage, requestId, stackTrace}``, user frames only); a result
    that is not JSON gives ``Runtime.MarshalError``. ``SystemExit`` ends the process.
 
+HTTP services: a handler ``module:app`` names a WSGI or ASGI app (``app`` may be an
+attribute path). Its events are ASGI scopes; for each, the runtime upgrades a second
+connection (``GET .../invocation/{id}/stream``, ``Upgrade: nimbus-asgi``) into a channel
+of framed ASGI messages, runs the app on it, closes it and posts the response (or the
+error). ASGI apps run on one event loop for the instance's life, after their lifespan
+startup (``Runtime.LifespanStartupFailed`` if it fails); WSGI apps run synchronously.
+
 stdout/stderr are line-buffered and flushed before every post, so all output of a call
 is in the platform's pipe before its answer. The root logger is configured (stdout,
 Lambda's line format with the request id) when user code first imports ``logging``.
@@ -362,12 +369,7 @@ def _flush() -> None:
         pass
 
 
-def _load_handler(spec: str) -> Callable[[Any, Any], Any]:
-    modname, dot, fname = spec.rpartition(".")
-    if not dot or not modname or not fname:
-        raise _Fault(
-            "Runtime.MalformedHandlerName", f"Bad handler '{spec}': expected module.function"
-        )
+def _import(modname: str) -> ModuleType:
     name = modname.replace("/", ".")
     try:
         __import__(name)
@@ -378,8 +380,18 @@ def _load_handler(spec: str) -> Callable[[Any, Any], Any]:
         stack = [f'  File "{exc.filename}", line {exc.lineno}\n    {(exc.text or "").strip()}\n']
         message = f"Syntax error in module '{modname}': {exc}"
         raise _Fault("Runtime.UserCodeSyntaxError", message, stack) from None
+    return sys.modules[name]
+
+
+def _load_handler(spec: str) -> Callable[[Any, Any], Any]:
+    modname, dot, fname = spec.rpartition(".")
+    if not dot or not modname or not fname:
+        raise _Fault(
+            "Runtime.MalformedHandlerName", f"Bad handler '{spec}': expected module.function"
+        )
+    module = _import(modname)
     try:
-        return getattr(sys.modules[name], fname)
+        return getattr(module, fname)
     except AttributeError:
         raise _Fault(
             "Runtime.HandlerNotFound", f"Handler '{fname}' missing on module '{modname}'"
@@ -427,12 +439,781 @@ def _serve(client: _Client, handler: Callable[[Any, Any], Any]) -> None:
             sys.stderr.write(f"[WARN] Runtime API answered {status} to {path}: {body[:500]!r}\n")
 
 
+# ---- HTTP services (handler ``module:app``) ---------------------------------------------
+#
+# Every invocation's event is an ASGI scope (JSON: byte strings as latin-1 text). The
+# runtime opens the request's channel, a second connection upgraded with
+# ``GET .../invocation/{id}/stream`` (``Upgrade: nimbus-asgi``), and exchanges ASGI
+# messages over it as frames: ``!II`` (header length, body length), a JSON header, raw
+# body bytes (see nimbus/runtime_api/channel.py, of which this is a copy). When the app
+# is done the channel is closed and the invocation answered, which frees the instance.
+# ASGI apps run on one event loop kept for the instance's life (the lifespan protocol
+# once, at init); WSGI apps run synchronously, their response iterable streamed.
+
+_FRAME_HEAD = 8
+_MAX_HEAD = 1 << 20
+_MAX_BODY = 16 << 20
+_PAYLOAD_KEYS = ("body", "bytes", "text")
+_UPGRADE = "Connection: Upgrade\r\nUpgrade: nimbus-asgi\r\n"
+_SERVED = b'{"statusCode":%d}'
+#: How long a runtime waits for the platform to close a request's channel after its own end.
+_CLOSE_WAIT_S = 10
+
+
+def _frame(message: dict[str, Any]) -> list[bytes]:
+    """One ASGI message as the pieces of its frame."""
+    head: dict[str, Any] = {}
+    body = b""
+    for key, value in message.items():
+        if key in _PAYLOAD_KEYS:
+            if value is None:
+                continue
+            body = value.encode("utf-8") if key == "text" else bytes(value)
+            head["~"] = key
+        elif key == "headers":
+            head[key] = [[bytes(n).decode("latin-1"), bytes(v).decode("latin-1")] for n, v in value]
+        else:
+            head[key] = value
+    raw = json.dumps(head, separators=(",", ":")).encode()
+    if len(raw) > _MAX_HEAD or len(body) > _MAX_BODY:
+        raise ValueError(f"an ASGI message of {len(raw) + len(body)} bytes is too large")
+    return [len(raw).to_bytes(4, "big") + len(body).to_bytes(4, "big"), raw, body]
+
+
+def _unframe(head: bytes, body: bytes) -> dict[str, Any]:
+    message = json.loads(head)
+    key = message.pop("~", None)
+    if key is not None:
+        if key in ("bytes", "text"):
+            message["bytes"] = message["text"] = None
+        message[key] = body.decode("utf-8") if key == "text" else body
+    if "headers" in message:
+        message["headers"] = [
+            (n.encode("latin-1"), v.encode("latin-1")) for n, v in message["headers"]
+        ]
+    return message
+
+
+def _pieces(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """An HTTP body larger than one frame, as several ``more_body`` messages."""
+    body = message.get("body") or b""
+    if message.get("type") != "http.response.body" or len(body) <= _MAX_BODY:
+        return [message]
+    view = memoryview(body)
+    more = message.get("more_body", False)
+    parts = [view[i : i + _MAX_BODY] for i in range(0, len(body), _MAX_BODY)]
+    last = len(parts) - 1
+    return [
+        {"type": "http.response.body", "body": bytes(p), "more_body": more or i < last}
+        for i, p in enumerate(parts)
+    ]
+
+
+def _asgi_scope(event: bytes) -> dict[str, Any]:
+    scope = json.loads(event)
+    scope["headers"] = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in scope["headers"]]
+    scope["raw_path"] = scope["raw_path"].encode("latin-1")
+    scope["query_string"] = scope["query_string"].encode("latin-1")
+    for key in ("client", "server"):
+        if scope.get(key) is not None:
+            scope[key] = tuple(scope[key])
+    return scope
+
+
+def _load_app(spec: str) -> Any:
+    modname, _, attrs = spec.partition(":")
+    if not modname or not attrs:
+        raise _Fault("Runtime.MalformedHandlerName", f"Bad handler '{spec}': expected module:app")
+    app: Any = _import(modname)
+    for attr in attrs.split("."):
+        try:
+            app = getattr(app, attr)
+        except AttributeError:
+            raise _Fault(
+                "Runtime.HandlerNotFound", f"App '{attrs}' missing on module '{modname}'"
+            ) from None
+    return app
+
+
+def _is_async(fn: Any) -> bool:
+    import asyncio
+    import inspect
+
+    if fn is None:
+        return False
+    if inspect.iscoroutinefunction(fn):
+        return True
+    marker = getattr(asyncio.coroutines, "_is_coroutine", None)  # asgiref's, Python < 3.12
+    return marker is not None and getattr(fn, "_is_coroutine", None) is marker
+
+
+def _call_of(klass: type) -> Any:
+    """What calling an instance of ``klass`` runs (as defined, not bound)."""
+    for base in klass.__mro__:
+        if "__call__" in vars(base):
+            return vars(base)["__call__"]
+    return None
+
+
+def _interface(app: Any) -> str:
+    """``asgi3``, ``asgi2`` or ``wsgi``, as uvicorn's ``interface=auto`` decides, with WSGI
+    for what is not asynchronous: a class is ASGI 3 if awaitable, ASGI 2 if its instances'
+    ``__call__`` is a coroutine function, else WSGI; a coroutine function, or an object
+    whose ``__call__`` is one, is ASGI 3; anything else callable is WSGI."""
+    import inspect
+
+    if inspect.isclass(app):
+        if hasattr(app, "__await__"):
+            return "asgi3"
+        return "asgi2" if _is_async(_call_of(app)) else "wsgi"
+    if _is_async(app) or _is_async(_call_of(type(app))):
+        return "asgi3"
+    if not callable(app):
+        raise _Fault(
+            "Runtime.HandlerNotFound", f"'{_ENV.get('_HANDLER')}' is not a WSGI or ASGI app"
+        )
+    return "wsgi"
+
+
+def _address() -> Any:
+    path = _ENV.get("NIMBUS_RUNTIME_API_SOCKET")
+    if path:
+        return path
+    host, _, port = (_ENV.get("AWS_LAMBDA_RUNTIME_API") or "127.0.0.1:9001").rpartition(":")
+    return (host.strip("[]"), int(port))
+
+
+def _stream_request(request_id: str) -> bytes:
+    return (
+        f"GET {_API}/invocation/{request_id}/stream HTTP/1.1\r\nHost: localhost\r\n{_UPGRADE}\r\n"
+    ).encode("latin-1")
+
+
+def _check_upgrade(head: bytes) -> None:
+    status = int(head.split(None, 2)[1])
+    if status != 101:
+        raise RuntimeError(f"the Runtime API refused the request's stream ({status})")
+
+
+def _answer(
+    request_id: str, served: int | None, exc: BaseException | None
+) -> tuple[str, bytes, str]:
+    """The invocation's answer: the path to post to, the body, the extra headers."""
+    if exc is None:
+        return f"{_API}/invocation/{request_id}/response", _SERVED % (served or 0), _JSON
+    error = _error(exc)
+    error["requestId"] = request_id
+    body = json.dumps(error, ensure_ascii=False).encode("utf-8", "replace")
+    return f"{_API}/invocation/{request_id}/error", body, _UNHANDLED
+
+
+# ---- ASGI ---------------------------------------------------------------------------------
+
+
+class _AsyncClient:
+    """The Runtime API on the event loop: one keep-alive connection (answers always carry
+    Content-Length), reconnected once when it drops."""
+
+    def __init__(self) -> None:
+        self._address = _address()
+        self._reader: Any = None
+        self._writer: Any = None
+
+    async def connect(self) -> tuple[Any, Any]:
+        import asyncio
+
+        if isinstance(self._address, str):
+            return await asyncio.open_unix_connection(self._address)
+        return await asyncio.open_connection(*self._address)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: str = ""
+    ) -> tuple[int, dict[str, str], bytes]:
+        import asyncio
+
+        head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}"
+        if method != "GET":
+            head += f"Content-Length: {len(body)}\r\n"
+        data = (head + "\r\n").encode("latin-1") + body
+        for attempt in (1, 2):
+            try:
+                if self._writer is None:
+                    self._reader, self._writer = await self.connect()
+                self._writer.write(data)
+                await self._writer.drain()
+                while True:
+                    raw = await self._reader.readuntil(b"\r\n\r\n")
+                    lines = raw.decode("latin-1").split("\r\n")
+                    status = int(lines[0].split(None, 2)[1])
+                    found = {}
+                    for line in lines[1:-2]:
+                        name, _, value = line.partition(":")
+                        found[name.strip().lower()] = value.strip()
+                    if status >= 200:
+                        break
+                answer = await self._reader.readexactly(int(found.get("content-length") or 0))
+                if found.get("connection", "").lower() == "close":
+                    self.close()
+                return status, found, answer
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                self.close()
+                if attempt == 2:
+                    raise ConnectionError("the Runtime API closed the connection") from None
+        raise AssertionError("unreachable")
+
+
+class _AsyncChannel:
+    __slots__ = ("_reader", "_writer")
+
+    def __init__(self, reader: Any, writer: Any) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def open(cls, client: _AsyncClient, request_id: str) -> _AsyncChannel:
+        reader, writer = await client.connect()
+        writer.write(_stream_request(request_id))
+        _check_upgrade(await reader.readuntil(b"\r\n\r\n"))
+        return cls(reader, writer)
+
+    async def recv(self) -> dict[str, Any] | None:
+        import asyncio
+
+        try:
+            prefix = await self._reader.readexactly(_FRAME_HEAD)
+            head_len = int.from_bytes(prefix[:4], "big")
+            body_len = int.from_bytes(prefix[4:], "big")
+            head = await self._reader.readexactly(head_len)
+            body = await self._reader.readexactly(body_len) if body_len else b""
+        except (OSError, asyncio.IncompleteReadError):
+            return None
+        return _unframe(head, body)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self._writer.writelines(_frame(message))
+        await self._writer.drain()
+
+    async def close(self) -> None:
+        """End the channel: half-close, then wait for the platform to close its end.
+        (Closing a socket with unread input resets it, and the platform would lose the
+        frames it had not read yet, so late frames of the platform's are read and dropped.)"""
+        import asyncio
+
+        try:
+            if self._writer.can_write_eof():
+                self._writer.write_eof()
+            await asyncio.wait_for(self._drain(), _CLOSE_WAIT_S)
+        except (OSError, asyncio.TimeoutError):  # noqa: UP041 (not TimeoutError before 3.11)
+            pass
+        finally:
+            self._writer.close()
+
+    async def _drain(self) -> None:
+        while await self._reader.read(65536):
+            pass
+
+
+async def _asgi_call(app: Any, scope: dict[str, Any], chan: _AsyncChannel) -> int | None:
+    """Run one request or WebSocket session; the response's status (None for WebSockets)."""
+    http = scope["type"] == "http"
+    gone_message = {"type": "http.disconnect"} if http else {"type": "websocket.disconnect"}
+    state = {"status": None, "done": False, "gone": False, "closed": False}
+
+    async def receive() -> dict[str, Any]:
+        if state["gone"]:
+            return dict(gone_message, code=1006) if not http else dict(gone_message)
+        message = await chan.recv()
+        if message is None:
+            state["gone"] = True
+            return dict(gone_message, code=1006) if not http else dict(gone_message)
+        if message["type"] in ("http.disconnect", "websocket.disconnect"):
+            state["gone"] = True
+        return message
+
+    async def send(message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if http:
+            if kind == "http.response.start":
+                if state["status"] is not None:
+                    raise RuntimeError("the response has already started")
+                state["status"] = int(message["status"])
+            elif kind == "http.response.body":
+                if state["status"] is None:
+                    raise RuntimeError("send http.response.start before http.response.body")
+                if state["done"]:
+                    raise RuntimeError("the response has already ended")
+                state["done"] = not message.get("more_body", False)
+            else:
+                raise RuntimeError(f"unexpected ASGI message {kind!r} for an HTTP request")
+            if state["gone"]:
+                return  # ASGI 2.3: the client left, the response goes nowhere
+            try:
+                for piece in _pieces(message):
+                    await chan.send(piece)
+            except OSError:
+                state["gone"] = True
+            return
+        if not kind.startswith("websocket."):
+            raise RuntimeError(f"unexpected ASGI message {kind!r} for a WebSocket")
+        if state["gone"] or state["closed"]:
+            raise OSError("the WebSocket client disconnected")  # as uvicorn does (ASGI 2.4)
+        if kind == "websocket.close" or kind == "websocket.http.response.body":
+            state["closed"] = kind == "websocket.close" or not message.get("more_body", False)
+        await chan.send(message)
+
+    await app(scope, receive, send)
+    if http and not state["gone"] and not state["done"]:
+        what = "without starting a response" if state["status"] is None else "before its end"
+        raise _Fault("Runtime.IncompleteResponse", f"the ASGI app returned {what}")
+    return state["status"]
+
+
+async def _lifespan(app: Any, state: dict[str, Any]) -> Any:
+    """Run the app's lifespan startup; the task that keeps it alive (or None when the app
+    does not speak the protocol). A failed startup is an init error."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    inbox: Any = asyncio.Queue()
+    inbox.put_nowait({"type": "lifespan.startup"})
+    answer: Any = loop.create_future()
+
+    async def send(message: dict[str, Any]) -> None:
+        if not answer.done():
+            answer.set_result(message)
+
+    async def run() -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}}
+        scope["state"] = state
+        try:
+            await app(scope, inbox.get, send)
+        except BaseException as exc:  # before an answer: the app does not speak lifespan
+            if not answer.done():
+                answer.set_result(None)
+            elif not isinstance(exc, asyncio.CancelledError):
+                sys.stderr.write(f"[ERROR] the ASGI lifespan failed: {exc!r}\n")
+        if not answer.done():
+            answer.set_result(None)
+
+    task = loop.create_task(run())
+    message = await answer
+    if message is None:
+        return None
+    if message.get("type") == "lifespan.startup.failed":
+        text = message.get("message") or "lifespan.startup.failed"
+        raise _Fault("Runtime.LifespanStartupFailed", f"the ASGI app's startup failed: {text}")
+    return task
+
+
+async def _serve_asgi(app: Any, state: dict[str, Any]) -> None:
+    client = _AsyncClient()
+    while True:
+        status, headers, body = await client.request("GET", _NEXT)
+        if status != 200:
+            raise RuntimeError(f"Runtime API answered {status} to next: {body[:500]!r}")
+        request_id = _Context.current_request_id = headers.get("lambda-runtime-aws-request-id", "")
+        served = error = None
+        try:
+            scope = _asgi_scope(body)
+            scope["state"] = dict(state)
+            chan = await _AsyncChannel.open(client, request_id)
+            try:
+                served = await _asgi_call(app, scope, chan)
+            finally:
+                await chan.close()
+        except Exception as exc:
+            error = exc
+        path, payload, extra = _answer(request_id, served, error)
+        _flush()
+        status, _, body = await client.request("POST", path, payload, extra)
+        if status >= 300:
+            sys.stderr.write(f"[WARN] Runtime API answered {status} to {path}: {body[:500]!r}\n")
+
+
+def _asgi_runner(app: Any, kind: str) -> Callable[[], None]:
+    """Start the app (lifespan) now; the returned function serves requests forever."""
+    import asyncio
+
+    if kind == "asgi2":
+        asgi2 = app
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await asgi2(scope)(receive, send)
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    state: dict[str, Any] = {}
+    lifespan = loop.run_until_complete(_lifespan(app, state))
+
+    def serve() -> None:
+        try:
+            loop.run_until_complete(_serve_asgi(app, state))
+        finally:
+            if lifespan is not None:
+                lifespan.cancel()
+
+    return serve
+
+
+# ---- WSGI ---------------------------------------------------------------------------------
+
+
+class _SyncChannel:
+    """The request's channel, blocking; frames read ahead of the app are kept."""
+
+    __slots__ = ("_buf", "_pending", "_sock", "gone")
+
+    def __init__(self, sock: socket.socket, rest: bytes) -> None:
+        import collections
+
+        self._sock = sock
+        self._buf = bytearray(rest)
+        self._pending: Any = collections.deque()
+        self.gone = False
+
+    @classmethod
+    def open(cls, request_id: str) -> _SyncChannel:
+        address = _address()
+        if isinstance(address, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(address)
+        else:
+            sock = socket.create_connection(address)
+        sock.sendall(_stream_request(request_id))
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("the Runtime API closed the request's stream")
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        _check_upgrade(head)
+        return cls(sock, rest)
+
+    def _parse(self) -> None:
+        buf = self._buf
+        while len(buf) >= _FRAME_HEAD:
+            head_len = int.from_bytes(buf[:4], "big")
+            end = _FRAME_HEAD + head_len + int.from_bytes(buf[4:8], "big")
+            if len(buf) < end:
+                return
+            message = _unframe(
+                bytes(buf[_FRAME_HEAD : _FRAME_HEAD + head_len]),
+                bytes(buf[_FRAME_HEAD + head_len : end]),
+            )
+            del buf[:end]
+            self._pending.append(message)
+            if message["type"] == "http.disconnect":
+                self.gone = True
+
+    def recv(self) -> dict[str, Any] | None:
+        while True:
+            self._parse()
+            if self._pending:
+                return self._pending.popleft()
+            try:
+                chunk = self._sock.recv(262144)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.gone = True
+                return None
+            self._buf += chunk
+
+    def poll(self) -> bool:
+        """Read what already arrived, without waiting; True once the client is gone."""
+        if not self.gone and len(self._buf) < (1 << 20):
+            try:
+                chunk = self._sock.recv(262144, socket.MSG_DONTWAIT)
+                if chunk:
+                    self._buf += chunk
+                    self._parse()
+                else:
+                    self.gone = True
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.gone = True
+        return self.gone
+
+    def send(self, message: dict[str, Any]) -> None:
+        for piece in _pieces(message):
+            self._sock.sendall(b"".join(_frame(piece)))
+
+    def close(self) -> None:
+        """Half-close, wait for the platform's end to close, close (see _AsyncChannel)."""
+        sock = self._sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(_CLOSE_WAIT_S)
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+class _WsgiInput:
+    """``wsgi.input``: the request body, read from the channel as the app asks for it."""
+
+    def __init__(self, chan: _SyncChannel) -> None:
+        self._chan = chan
+        self._buf = bytearray()
+        self._done = False
+
+    def _more(self) -> bool:
+        if self._done:
+            return False
+        message = self._chan.recv()
+        if message is None or message["type"] != "http.request":
+            self._done = True
+            return False
+        self._buf += message.get("body") or b""
+        self._done = not message.get("more_body", False)
+        return True
+
+    def _take(self, size: int) -> bytes:
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            while self._more():
+                pass
+            return self._take(len(self._buf))
+        while len(self._buf) < size and self._more():
+            pass
+        return self._take(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = size if size is not None and size >= 0 else None
+        while True:
+            end = self._buf.find(b"\n") + 1
+            if end or (limit is not None and len(self._buf) >= limit) or not self._more():
+                break
+        if not end:
+            end = len(self._buf)
+        return self._take(end if limit is None else min(end, limit))
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines, total = [], 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+
+def _environ(scope: dict[str, Any], chan: _SyncChannel) -> dict[str, Any]:
+    root, path = scope["root_path"], scope["path"]
+    if path.startswith(root):
+        path = path[len(root) :]
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client") or ("", 0)
+    query = scope["query_string"].decode("latin-1")
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": root.encode("utf-8").decode("latin-1"),
+        "PATH_INFO": path.encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": query,
+        "RAW_URI": scope["raw_path"].decode("latin-1") + ("?" + query if query else ""),
+        "SERVER_NAME": str(server[0]),
+        "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
+        "REMOTE_ADDR": str(client[0]),
+        "REMOTE_PORT": str(client[1]),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": _WsgiInput(chan),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+    }
+    environ["REQUEST_URI"] = environ["RAW_URI"]
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        value = raw_value.decode("latin-1")
+        key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + name
+        if key in environ:
+            value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
+        environ[key] = value
+    return environ
+
+
+def _wsgi_call(app: Any, scope: dict[str, Any], chan: _SyncChannel) -> int | None:
+    """Run one request through a WSGI app; the response's status."""
+    if scope["type"] != "http":
+        chan.send({"type": "websocket.close", "code": 1000})  # WSGI has no WebSockets: 403
+        return None
+    started: list[Any] = []  # [status, headers] once start_response was called
+    sent = [False]
+
+    def start(more: bool, body: bytes) -> None:
+        status, headers = started
+        chan.send(
+            {
+                "type": "http.response.start",
+                "status": int(status.split(None, 1)[0]),
+                "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers],
+            }
+        )
+        sent[0] = True
+        chan.send({"type": "http.response.body", "body": body, "more_body": more})
+
+    def write(data: bytes) -> None:
+        if not started:
+            raise AssertionError("write() before start_response()")
+        if sent[0]:
+            chan.send({"type": "http.response.body", "body": bytes(data), "more_body": True})
+        else:
+            start(True, bytes(data))
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if exc_info:
+            try:
+                if sent[0]:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif started:
+            raise AssertionError("start_response() called twice without exc_info")
+        started[:] = [status, headers]
+        return write
+
+    result = app(_environ(scope, chan), start_response)
+    try:
+        if isinstance(result, (list, tuple)) and len(result) == 1 and not sent[0]:
+            if not started:
+                raise AssertionError("the WSGI app returned without calling start_response()")
+            start(False, bytes(result[0]))  # the common case: one body, two frames
+            return int(started[0].split(None, 1)[0])
+        for chunk in result:
+            if chunk:
+                write(chunk)
+            if chan.poll():  # the client left: stop producing
+                return int(started[0].split(None, 1)[0]) if started else None
+        if not started:
+            raise AssertionError("the WSGI app returned without calling start_response()")
+        if sent[0]:
+            chan.send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            start(False, b"")
+        return int(started[0].split(None, 1)[0])
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+
+def _wsgi_runner(client: _Client, app: Any) -> Callable[[], None]:
+    def serve() -> None:
+        while True:
+            status, headers, body = client.request("GET", _NEXT)
+            if status != 200:
+                raise RuntimeError(f"Runtime API answered {status} to next: {body[:500]!r}")
+            request_id = headers.get("lambda-runtime-aws-request-id", "")
+            _Context.current_request_id = request_id
+            served = error = None
+            try:
+                scope = _asgi_scope(body)
+                chan = _SyncChannel.open(request_id)
+                try:
+                    served = _wsgi_call(app, scope, chan)
+                finally:
+                    chan.close()
+            except Exception as exc:
+                error = exc
+            path, payload, extra = _answer(request_id, served, error)
+            _flush()
+            status, _, body = client.request("POST", path, payload, extra)
+            if status >= 300:
+                sys.stderr.write(
+                    f"[WARN] Runtime API answered {status} to {path}: {body[:500]!r}\n"
+                )
+
+    return serve
+
+
+def _service(client: _Client, spec: str) -> Callable[[], None]:
+    """Load the app of ``module:app`` and start it; the function that serves it."""
+    app = _load_app(spec)
+    kind = _interface(app)
+    if kind == "wsgi":
+        return _wsgi_runner(client, app)
+    return _asgi_runner(app, kind)
+
+
+def _relay_storage(environ: Any) -> None:
+    """Relay ``AWS_ENDPOINT_URL_S3`` (``http://127.0.0.1:9001/s3``, TCP, what boto3 speaks)
+    to the Runtime API socket, where the platform serves the namespace's object storage.
+    One thread accepts, two per connection copy bytes; ``_thread`` costs no import. If the
+    port is taken (no network namespace: the ``process`` sandbox), any free port is used
+    and the variable says which."""
+    path = environ.get("NIMBUS_RUNTIME_API_SOCKET")
+    url = environ.get("AWS_ENDPOINT_URL_S3") or ""
+    prefix = "http://127.0.0.1:"
+    if not path or not url.startswith(prefix):
+        return
+    import _thread
+
+    port_text, _, rest = url[len(prefix) :].partition("/")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", int(port_text)))
+    except (OSError, ValueError):
+        listener.bind(("127.0.0.1", 0))
+        environ["AWS_ENDPOINT_URL_S3"] = f"{prefix}{listener.getsockname()[1]}/{rest}"
+    listener.listen(64)
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        # Ends at EOF (passed on as one) or at an error; the sockets close when both
+        # directions have ended and nothing refers to them.
+        try:
+            data = src.recv(262144)
+            while data:
+                dst.sendall(data)
+                data = src.recv(262144)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                upstream.connect(path)
+            except OSError:
+                continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _thread.start_new_thread(pump, (conn, upstream))
+            _thread.start_new_thread(pump, (upstream, conn))
+
+    _thread.start_new_thread(accept, ())
+
+
 def main() -> None:
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(line_buffering=True)
     _Context.configure(_ENV)
+    _relay_storage(_ENV)
     task_root = _ENV.get("LAMBDA_TASK_ROOT") or os.getcwd()
     sys.path.insert(0, task_root)
     os.chdir(task_root)
@@ -441,8 +1222,12 @@ def main() -> None:
     else:
         sys.meta_path.insert(0, _LoggingHook)
     client = _Client(_ENV)
+    spec = _ENV.get("_HANDLER", "")
     try:
-        handler = _load_handler(_ENV.get("_HANDLER", ""))
+        if ":" in spec:  # module:app, an HTTP service
+            serve = _service(client, spec)
+        else:
+            handler = _load_handler(spec)
     except Exception as exc:
         error = _error(exc)
         _flush()
@@ -450,7 +1235,10 @@ def main() -> None:
         client.request("POST", f"{_API}/init/error", json.dumps(error).encode(), header)
         sys.exit(1)
     try:
-        _serve(client, handler)
+        if ":" in spec:
+            serve()
+        else:
+            _serve(client, handler)
     except OSError as exc:  # the Runtime API is gone even after a reconnect: the instance ends
         sys.stderr.write(f"[ERROR] Runtime API unreachable: {exc}\n")
         sys.exit(1)
