@@ -6,8 +6,6 @@ Exit codes: 0 ok, 1 the function failed or the server said no (``error: <code>:
 
 from __future__ import annotations
 
-import importlib
-import os
 from typing import Annotated, Any
 
 import typer
@@ -31,6 +29,7 @@ from nimbus.cli import (
 )
 from nimbus.cli.context import CliError, GlobalOptions, NamespaceOption, TokenOption, UrlOption
 from nimbus.cli.packaging import PackageError
+from nimbus.cli.serve import serve
 from nimbus.client import ApiError, NimbusClientError
 
 
@@ -92,52 +91,7 @@ def _global_options(
     ctx.obj = GlobalOptions(url=url, token=token, namespace=namespace)
 
 
-@app.command()
-def serve(
-    host: Annotated[
-        str | None,
-        typer.Option("--host", help="Address to listen on (NIMBUS_HOST; default 127.0.0.1)."),
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option("--port", help="Port to listen on (NIMBUS_PORT; default 8080).")
-    ] = None,
-    data_dir: Annotated[
-        str | None,
-        typer.Option(
-            "--data-dir",
-            help="Where metadata, code and logs are kept (NIMBUS_DATA_DIR; default .nimbus).",
-        ),
-    ] = None,
-    sandbox: Annotated[
-        str | None,
-        typer.Option(
-            "--sandbox",
-            help="Instance launcher: auto (default: namespaces, refusing to run without "
-            "isolation), namespaces, or process (no isolation; development only). "
-            "NIMBUS_SANDBOX.",
-        ),
-    ] = None,
-) -> None:
-    """Run the Nimbus server (gateway, workers, store) with embedded defaults.
-
-    NIMBUS_ADMIN_TOKEN presets the admin API key; other NIMBUS_* variables set
-    the remaining settings.
-    """
-    # Imported here so that every other command starts without loading the server.
-    from nimbus.config import Settings
-    from nimbus.errors import InvalidSettingError
-
-    try:
-        settings = Settings.from_mapping(
-            os.environ, host=host, port=port, data_dir=data_dir, sandbox=sandbox
-        )
-    except InvalidSettingError as exc:
-        raise CliError(exc.message) from exc
-    # Through importlib: typed as Any, so mypy is fine before nimbus.server exists.
-    server = importlib.import_module("nimbus.server")
-    server.serve_forever(settings)
-
-
+app.command("serve")(serve)
 app.command("deploy")(functions.deploy)
 app.command("update")(functions.update)
 app.command("list")(functions.list_functions)
