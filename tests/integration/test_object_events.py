@@ -134,6 +134,7 @@ def test_object_triggers_are_checked_and_shown(server: Server) -> None:
         "events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:Delete"],
         "prefix": "in/",
         "suffix": ".jpg",
+        "flavour": "lambda",
     }
     # The bucket must exist, in the trigger's namespace; the events must be S3's.
     s3_client(server, access_key(server, namespace="ev-crud-ns")).create_bucket(
@@ -370,3 +371,23 @@ def test_events_survive_a_crash_right_after_the_write(make_server: Callable[...,
 
     # Held-back events are retried after at most 30 s.
     assert wait_until(lambda: keys() == {f"k{i}" for i in range(5)}, timeout=60), keys()
+
+
+def test_scf_flavour_sends_cos_events(server: Server) -> None:
+    server.deploy("ev-cos", {"index.py": RECORDER}, handler="index.handler")
+    s3 = s3_client(server, access_key(server))
+    s3.create_bucket(Bucket="ev-cos-bucket")
+    r = _trigger(server, "ev-cos", "cos", bucket="ev-cos-bucket", flavour="scf")
+    assert r.status_code == 201, r.text
+    assert r.json()["config"]["flavour"] == "scf"
+    s3.put_object(Bucket="ev-cos-bucket", Key="pics/a.jpg", Body=b"12345")
+    assert wait_until(lambda: len(_events(server, "ev-cos")) >= 1, timeout=20)
+    (event,) = _events(server, "ev-cos")
+    (record,) = event["Records"]
+    assert record["cos"]["cosBucket"]["name"] == "ev-cos-bucket"
+    assert record["cos"]["cosObject"]["key"].endswith("/ev-cos-bucket/pics/a.jpg")
+    assert record["cos"]["cosObject"]["size"] == 5
+    assert record["event"]["eventName"] == "cos:ObjectCreated:Put"
+    assert record["event"]["eventSource"] == "qcs::cos"
+    bad = _trigger(server, "ev-cos", "bad", bucket="ev-cos-bucket", flavour="gcs")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "Trigger.Invalid"

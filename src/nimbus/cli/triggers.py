@@ -380,6 +380,7 @@ def add_object(
         ),
     ] = None,
     qualifier: QualifierOpt = None,
+    flavour: FlavourOpt = None,
     disabled: Annotated[
         bool,
         typer.Option(
@@ -397,6 +398,8 @@ def add_object(
     it from S3. See docs/object-storage.md.
     """
     config: dict[str, Any] = {"bucket": bucket}
+    if flavour is not None:
+        config["flavour"] = flavour.value
     if events:
         config["events"] = list(events)
     if prefix is not None:

@@ -35,6 +35,7 @@ from urllib.parse import quote_plus
 
 from nimbus.domain.trigger import Trigger
 from nimbus.objects.model import Change
+from nimbus.triggers.scf_events import scf_cos_event
 
 #: The event names a trigger may ask for (S3's, with the ``s3:`` prefix).
 EVENT_NAMES = (
@@ -127,3 +128,23 @@ def s3_record(
 
 def event_payload(record: dict[str, Any]) -> bytes:
     return json.dumps({"Records": [record]}, ensure_ascii=False).encode("utf-8")
+
+
+def cos_payload(change: Change, trigger: Trigger, source_ip: str, request_id: str) -> bytes:
+    """The event of a trigger with the ``scf`` flavour: Tencent COS's shape, as SCF code
+    reads it (see :mod:`nimbus.triggers.scf_events`). The object's URL is its path on
+    Nimbus's S3 endpoint (``/s3/BUCKET/KEY``)."""
+    info = change.info
+    event = scf_cos_event(
+        bucket=info.bucket,
+        key=info.key,
+        size=info.size if change.event_name.startswith("ObjectCreated") else 0,
+        event_name=change.event_name,
+        time=datetime.fromtimestamp(change.time, UTC),
+        request_id=request_id,
+        source_ip=source_ip,
+        endpoint="/s3",
+        event_queue=f"nimbus:{trigger.namespace}/{trigger.function}/"
+        f"{trigger.qualifier or '$LATEST'}",
+    )
+    return json.dumps(event, ensure_ascii=False).encode("utf-8")

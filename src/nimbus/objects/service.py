@@ -154,14 +154,20 @@ class ObjectService:
             for trigger in triggers:
                 if not events.matches(trigger, change):
                     continue
-                record = events.s3_record(
-                    change,
-                    configuration_id=trigger.name,
-                    owner=owner,
-                    principal=caller.principal or owner,
-                    source_ip=caller.source_ip,
-                    request_id=caller.request_id,
-                )
+                if trigger.config.get("flavour") == "scf":
+                    payload = events.cos_payload(
+                        change, trigger, caller.source_ip, caller.request_id
+                    )
+                else:
+                    record = events.s3_record(
+                        change,
+                        configuration_id=trigger.name,
+                        owner=owner,
+                        principal=caller.principal or owner,
+                        source_ip=caller.source_ip,
+                        request_id=caller.request_id,
+                    )
+                    payload = events.event_payload(record)
                 stopped = None
                 if change.depth > limit:
                     stopped = (
@@ -176,7 +182,7 @@ class ObjectService:
                         namespace=trigger.namespace,
                         function=trigger.function,
                         qualifier=trigger.qualifier,
-                        payload=events.event_payload(record),
+                        payload=payload,
                         depth=change.depth,
                         stopped=stopped,
                     )
