@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from nimbus.runtimes.registry import NODE_BOOTSTRAP
+from nimbus.runtimes.registry import NODE_BOOTSTRAP, RUNTIMES_DIR, RUNTIMES_IN_SANDBOX
 from tests.integration.harness import Server, instance_pids, wait_until
 
 
@@ -644,7 +644,8 @@ def test_isolation_from_inside_a_node_function(ns: Server) -> None:
         deploy(ns, "n-iso", {"index.js": ISOLATION_APP})
         event = {
             "name": f"nimbus-node-{secrets.token_hex(6)}",
-            "bootstrap": str(NODE_BOOTSTRAP),
+            # Where the sandbox shows the bootstrap (a fixed path, wherever Nimbus is).
+            "bootstrap": f"{RUNTIMES_IN_SANDBOX}/{NODE_BOOTSTRAP.relative_to(RUNTIMES_DIR)}",
             "data_dir": str(ns.data_dir.resolve()),
             "targets": {"host listener": ["127.0.0.1", port], "platform": ["127.0.0.1", ns.port]},
             "own_port": port,  # the very port the host listens on: free in the sandbox
@@ -668,9 +669,10 @@ def test_isolation_from_inside_a_node_function(ns: Server) -> None:
 
 def test_python_instances_do_not_see_the_node_runtime(ns: Server) -> None:
     ns.deploy("n-pyprobe", {"app.py": PY_PROBE_APP})
-    out = ns.invoke("n-pyprobe", {"path": str(NODE_BOOTSTRAP.parent)})
-    assert out["status"] == "succeeded", out
-    assert out["result"]["sees_node_runtime"] is False, out
+    for path in (str(NODE_BOOTSTRAP.parent), f"{RUNTIMES_IN_SANDBOX}/node"):
+        out = ns.invoke("n-pyprobe", {"path": path})
+        assert out["status"] == "succeeded", out
+        assert out["result"]["sees_node_runtime"] is False, (path, out)
 
 
 MEMORY_APP = """\

@@ -60,6 +60,9 @@ def test_argv_and_read_only_paths() -> None:
     argv = registry.argv(node, "/var/task", 256)
     assert argv[0] == "/opt/node-v20/bin/node" and argv[-1] == str(NODE_BOOTSTRAP)
     assert "--max-old-space-size=192" in argv
+    # In a sandbox that shows the runtime files elsewhere, the bootstrap is found there.
+    inside = registry.argv(node, "/var/task", 256, "/opt/nimbus/runtimes")
+    assert inside[-1] == "/opt/nimbus/runtimes/node/bootstrap.cjs"
     assert registry.ro_paths(node) == (str(NODE_BOOTSTRAP.parent), "/opt/node-v20")
     custom = Runtime("custom", "custom", None, None)
     assert registry.ro_paths(custom) == ()

@@ -137,7 +137,9 @@ class Instance:
             runtime_api = f"127.0.0.1:{await endpoint.listen_tcp()}"
         spec = InstanceSpec(
             instance_id=self.id,
-            argv=registry.argv(self.runtime, view.task_root, self.config.memory_mb),
+            argv=registry.argv(
+                self.runtime, view.task_root, self.config.memory_mb, view.runtimes_root
+            ),
             env=self._environment(view.task_root, view.runtime_socket, runtime_api),
             code_dir=code_dir,
             runtime_socket=socket_path,

@@ -26,7 +26,12 @@ BOOTSTRAP = Path(__file__).parent / "python" / "bootstrap.py"
 MIN_PYTHON = (3, 8)
 _PY_NAME = re.compile(r"^python(3)\.(\d+)$")
 _PYENV_VERSION = re.compile(r"^(3)\.(\d+)\.(\d+)$")
-NODE_BOOTSTRAP = Path(__file__).parent / "node" / "bootstrap.cjs"
+#: The platform's runtime files (the Node bootstrap...), on the host.
+RUNTIMES_DIR = Path(__file__).parent
+#: Where a sandbox shows :data:`RUNTIMES_DIR`: a fixed path, never under a directory an
+#: instance mounts its own (``/tmp``...), wherever Nimbus itself is installed.
+RUNTIMES_IN_SANDBOX = "/opt/nimbus/runtimes"
+NODE_BOOTSTRAP = RUNTIMES_DIR / "node" / "bootstrap.cjs"
 #: Oldest Node.js major version the built-in Node runtime supports.
 MIN_NODE = 18
 _NODE_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)")
@@ -153,18 +158,30 @@ class RuntimeRegistry:
     def all(self) -> list[Runtime]:
         return list(self._runtimes.values())
 
-    def argv(self, runtime: Runtime, task_root: str, memory_mb: int = 128) -> tuple[str, ...]:
-        """How to start the runtime; ``task_root`` is the code directory as the instance sees it."""
+    def argv(
+        self,
+        runtime: Runtime,
+        task_root: str,
+        memory_mb: int = 128,
+        runtimes_root: str | None = None,
+    ) -> tuple[str, ...]:
+        """How to start the runtime; ``task_root`` is the code directory and
+        ``runtimes_root`` :data:`RUNTIMES_DIR` as the instance sees them (None: as on
+        the host)."""
         if runtime.kind == "python":
             assert runtime.executable is not None
             return (str(runtime.executable), "-I", "-S", str(BOOTSTRAP))
         if runtime.kind == "node":
             assert runtime.executable is not None
-            return (str(runtime.executable), *node_heap_flags(memory_mb), str(NODE_BOOTSTRAP))
+            bootstrap = NODE_BOOTSTRAP
+            if runtimes_root is not None:
+                bootstrap = Path(runtimes_root) / NODE_BOOTSTRAP.relative_to(RUNTIMES_DIR)
+            return (str(runtime.executable), *node_heap_flags(memory_mb), str(bootstrap))
         return (f"{task_root}/bootstrap",)
 
     def ro_paths(self, runtime: Runtime) -> tuple[str, ...]:
-        """Host paths the runtime needs inside a sandbox, read-only at the same path.
+        """Host paths the runtime needs inside a sandbox, read-only at the same path
+        (those under :data:`RUNTIMES_DIR` at :data:`RUNTIMES_IN_SANDBOX` instead).
 
         The Node runtime needs its bootstrap and the ``node`` install (its prefix, e.g.
         ``/usr`` or ``/opt/node-v20``); Python instances are forks of a zygote that

@@ -90,6 +90,9 @@ class InstanceView:
     #: ``host:port`` for runtimes that speak TCP, or None when the platform must listen
     #: on a loopback port of its own for this instance.
     runtime_api: str | None
+    #: Where the platform's runtime files (``nimbus/runtimes``) are; None: at their host
+    #: path.
+    runtimes_root: str | None = None
 
 
 class Sandbox(Protocol):

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nimbus.runtimes.registry import BOOTSTRAP
+from nimbus.runtimes.registry import BOOTSTRAP, RUNTIMES_DIR, RUNTIMES_IN_SANDBOX
 from nimbus.sandbox import cgroups as cg
 from nimbus.sandbox.base import ExitStatus, InstanceSpec, InstanceView, SandboxError
 from nimbus.sandbox.network import EgressNetwork, NetworkUnavailableError
@@ -119,7 +119,13 @@ def availability() -> str | None:
     return None
 
 
-def _extra_binds(paths: tuple[str, ...], covered: list[str]) -> list[str]:
+def _is_runtime(path: str) -> bool:
+    """Whether ``path`` is one of the platform's runtime files (:data:`RUNTIMES_DIR`)."""
+    root = str(RUNTIMES_DIR)
+    return path == root or path.startswith(root + "/")
+
+
+def _extra_binds(paths: list[str], covered: list[str]) -> list[str]:
     """The ``paths`` not already inside one of the ``covered`` binds (nor repeated)."""
     extra: list[str] = []
     for path in paths:
@@ -170,7 +176,15 @@ class _Zygote:
                     "bootstrap": str(BOOTSTRAP) if self.python_mode else None,
                     "preload": PRELOAD if self.python_mode else (),
                     "root_dir": str(root_dir),
-                    "ro_binds": ro_binds + _extra_binds(self.ro_paths, ro_binds),
+                    "ro_binds": ro_binds
+                    + _extra_binds([p for p in self.ro_paths if not _is_runtime(p)], ro_binds),
+                    # The platform's runtime files at a fixed path (the host's may be under
+                    # /tmp, which every instance mounts its own over).
+                    "ro_maps": [
+                        [p, RUNTIMES_IN_SANDBOX + p[len(str(RUNTIMES_DIR)) :]]
+                        for p in self.ro_paths
+                        if _is_runtime(p)
+                    ],
                     "etc_files": list(ETC_FILES),
                 }
             ).encode()
@@ -378,7 +392,7 @@ class NamespaceSandbox:
         )
 
     def view(self, code_dir: Path, runtime_socket: Path) -> InstanceView:
-        return InstanceView(TASK_ROOT, SOCKET_IN_SANDBOX, RELAY_ADDRESS)
+        return InstanceView(TASK_ROOT, SOCKET_IN_SANDBOX, RELAY_ADDRESS, RUNTIMES_IN_SANDBOX)
 
     async def prepare(self) -> None:
         await self._zygote(self._default_interpreter, python_mode=True)

@@ -135,6 +135,8 @@ def build_template(init: dict) -> None:
     for host in [*init["ro_binds"], *init["etc_files"]]:
         if os.path.lexists(host):
             _bind(host, root, host)
+    for host, inside in init.get("ro_maps", ()):
+        _bind(host, root, inside)
     _write(root, "/etc/passwd", "root:x:0:0:root:/root:/usr/sbin/nologin\n")
     _write(root, "/etc/group", "root:x:0:\n")
     _write(root, "/etc/hosts", "127.0.0.1 localhost nimbus\n::1 localhost\n")
