@@ -194,6 +194,26 @@ def vendored(*requirements: str) -> dict[str, str | bytes]:
     return files
 
 
+#: A handler that prints each event it gets as ``EVENT <json>`` (read back with
+#: :func:`recorded_events`).
+RECORDER = """
+import json
+
+def handler(event, context):
+    print("EVENT " + json.dumps(event))
+    return "ok"
+"""
+
+
+def recorded_events(srv: Server, name: str) -> list[dict[str, Any]]:
+    """The events a function deployed from :data:`RECORDER` (or printing like it) got."""
+    return [
+        json.loads(line["message"][len("EVENT ") :])
+        for line in srv.logs(name)
+        if line["message"].startswith("EVENT ")
+    ]
+
+
 def wait_until(predicate: Any, timeout: float = 10, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,8 +8,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from tests.integration.harness import Server
-from tests.integration.test_triggers import _vendored
+from tests.integration.harness import Server, vendored
 
 
 def access_key(
@@ -43,7 +42,7 @@ def boto3_package() -> dict[str, str | bytes]:
     """boto3 and what it needs, as a function's package carries it (``pip install
     --target``), with botocore's service models cut down to S3's (a smaller upload)."""
     files: dict[str, str | bytes] = {}
-    for name, data in _vendored("boto3").items():
+    for name, data in vendored("boto3").items():
         if name.startswith("botocore/data/"):
             rest = name[len("botocore/data/") :]
             if "/" in rest and not rest.startswith("s3/"):

@@ -18,16 +18,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import S3Model
 
-from tests.integration.harness import TOKEN, Server, wait_until
+from tests.integration.harness import RECORDER, TOKEN, Server, recorded_events, wait_until
 from tests.integration.s3_helpers import access_key, boto3_package, s3_client
-
-RECORDER = """
-import json
-
-def handler(event, context):
-    print("EVENT " + json.dumps(event))
-    return "ok"
-"""
 
 #: Reads and writes through the unmodified boto3 client, configured by the environment
 #: alone (AWS_ENDPOINT_URL_S3 and placeholder keys set by the platform).
@@ -72,14 +64,6 @@ def handler(event, context):
         s3.copy_object(Bucket=bucket, Key=key + ".copy", CopySource={"Bucket": bucket, "Key": key})
         print("COPIED " + key)
 """
-
-
-def _events(srv: Server, name: str) -> list[dict[str, Any]]:
-    return [
-        json.loads(line["message"][len("EVENT ") :])
-        for line in srv.logs(name)
-        if line["message"].startswith("EVENT ")
-    ]
 
 
 def _trigger(srv: Server, function: str, name: str, **config: Any) -> Any:
@@ -190,9 +174,9 @@ def test_object_events_invoke_the_function(server: Server) -> None:
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
     )
     s3.delete_object(Bucket="ev-rec-bucket", Key="in/copy.txt")
-    assert wait_until(lambda: len(_events(server, "ev-rec")) >= 4, timeout=20)
+    assert wait_until(lambda: len(recorded_events(server, "ev-rec")) >= 4, timeout=20)
     time.sleep(1)  # nothing else comes
-    events = _events(server, "ev-rec")
+    events = recorded_events(server, "ev-rec")
     records = [S3Model(**e).Records[0] for e in events]
     assert len(records) == 4
     by_name = {(r.eventName, r.s3.object.key) for r in records}
@@ -219,9 +203,9 @@ def test_object_events_invoke_the_function(server: Server) -> None:
     s3.put_object(Bucket="ev-rec-bucket", Key="in/while-off.txt", Body=b"x")
     server.http.patch("/v1/functions/ev-rec/triggers/txt", json={"enabled": True})
     s3.put_object(Bucket="ev-rec-bucket", Key="in/after.txt", Body=b"x")
-    assert wait_until(lambda: len(_events(server, "ev-rec")) >= 5, timeout=20)
+    assert wait_until(lambda: len(recorded_events(server, "ev-rec")) >= 5, timeout=20)
     time.sleep(0.5)
-    keys = [S3Model(**e).Records[0].s3.object.key for e in _events(server, "ev-rec")]
+    keys = [S3Model(**e).Records[0].s3.object.key for e in recorded_events(server, "ev-rec")]
     assert "in/after.txt" in keys and "in/while-off.txt" not in keys
 
 
@@ -367,13 +351,13 @@ def test_events_survive_a_crash_right_after_the_write(make_server: Callable[...,
     assert srv.http.delete("/v1/functions/ev-crash/concurrency").status_code == 204
 
     def keys() -> set[str]:
-        return {S3Model(**e).Records[0].s3.object.key for e in _events(srv, "ev-crash")}
+        return {S3Model(**e).Records[0].s3.object.key for e in recorded_events(srv, "ev-crash")}
 
     # Held-back events are retried after at most 30 s.
     assert wait_until(lambda: keys() == {f"k{i}" for i in range(5)}, timeout=60), keys()
 
 
-def test_scf_flavour_sends_cos_events(server: Server) -> None:
+def test_scf_flavour_sends_cosrecorded_events(server: Server) -> None:
     server.deploy("ev-cos", {"index.py": RECORDER}, handler="index.handler")
     s3 = s3_client(server, access_key(server))
     s3.create_bucket(Bucket="ev-cos-bucket")
@@ -381,8 +365,8 @@ def test_scf_flavour_sends_cos_events(server: Server) -> None:
     assert r.status_code == 201, r.text
     assert r.json()["config"]["flavour"] == "scf"
     s3.put_object(Bucket="ev-cos-bucket", Key="pics/a.jpg", Body=b"12345")
-    assert wait_until(lambda: len(_events(server, "ev-cos")) >= 1, timeout=20)
-    (event,) = _events(server, "ev-cos")
+    assert wait_until(lambda: len(recorded_events(server, "ev-cos")) >= 1, timeout=20)
+    (event,) = recorded_events(server, "ev-cos")
     (record,) = event["Records"]
     assert record["cos"]["cosBucket"]["name"] == "ev-cos-bucket"
     assert record["cos"]["cosObject"]["key"].endswith("/ev-cos-bucket/pics/a.jpg")

@@ -3,10 +3,7 @@ SCF's timer and API gateway events and answers with SCF's integration response."
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from tests.integration.harness import Server, wait_until
+from tests.integration.harness import Server, recorded_events, wait_until
 
 SCF_FUNCTION = """
 import json
@@ -24,14 +21,6 @@ def main_handler(event, context):
 """
 
 
-def _events(srv: Server, name: str) -> list[dict[str, Any]]:
-    return [
-        json.loads(line["message"][len("EVENT ") :])
-        for line in srv.logs(name)
-        if line["message"].startswith("EVENT ")
-    ]
-
-
 def test_scf_timer_event(server: Server) -> None:
     server.deploy("scf-timer", {"index.py": SCF_FUNCTION}, handler="index.main_handler")
     r = server.http.post(
@@ -44,8 +33,8 @@ def test_scf_timer_event(server: Server) -> None:
     )
     assert r.status_code == 201, r.text
     assert r.json()["config"]["flavour"] == "scf"
-    assert wait_until(lambda: len(_events(server, "scf-timer")) >= 1, timeout=15)
-    event = _events(server, "scf-timer")[0]
+    assert wait_until(lambda: len(recorded_events(server, "scf-timer")) >= 1, timeout=15)
+    event = recorded_events(server, "scf-timer")[0]
     assert set(event) == {"Type", "TriggerName", "Time", "Message"}
     assert event["Type"] == "Timer" and event["TriggerName"] == "EveryDay"
     assert event["Message"] == "user msg" and event["Time"].endswith("Z")
@@ -67,7 +56,7 @@ def test_scf_api_gateway_event_and_integration_response(server: Server) -> None:
     assert answer.status_code == 201, answer.text
     assert answer.text == 'hello world {"n": 1}'
     assert answer.headers["x-fn"] == "scf-http"
-    (event,) = _events(server, "scf-http")
+    (event,) = recorded_events(server, "scf-http")
     assert event["httpMethod"] == "POST" and event["path"] == "/fn/default/scf-http/items/9"
     assert event["pathParameters"] == {"path": "items/9"}
     assert event["queryString"] == {"who": "world", "x": "1"}

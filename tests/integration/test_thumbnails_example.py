@@ -18,9 +18,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from tests.integration.harness import TOKEN, Server, wait_until
+from tests.integration.harness import TOKEN, Server, vendored, wait_until
 from tests.integration.s3_helpers import access_key, s3_client
-from tests.integration.test_triggers import _vendored
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "thumbnails"
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -87,7 +86,7 @@ def test_the_readme_runs_as_written(server: Server, tmp_path: Path) -> None:
             continue
         if "pip install" in text:
             assert "--python-version 3.11" in text and "pillow boto3" in text
-            for name, data in _vendored("pillow", "boto3").items():
+            for name, data in vendored("pillow", "boto3").items():
                 target = cwd / "build" / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data if isinstance(data, bytes) else data.encode())

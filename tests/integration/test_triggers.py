@@ -7,32 +7,12 @@ import json
 import time
 from collections.abc import Callable
 from datetime import datetime
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import httpx
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
-from tests.integration.harness import Server, wait_until
-
-RECORDER = """
-import json
-
-def handler(event, context):
-    print("EVENT " + json.dumps(event))
-    return "ok"
-"""
-
-
-def _events(srv: Server, name: str) -> list[dict[str, Any]]:
-    return [
-        json.loads(line["message"][len("EVENT ") :])
-        for line in srv.logs(name)
-        if line["message"].startswith("EVENT ")
-    ]
+from tests.integration.harness import RECORDER, Server, recorded_events, vendored, wait_until
 
 
 def _timer(srv: Server, function: str, name: str, **config: Any) -> httpx.Response:
@@ -81,8 +61,8 @@ def test_timer_fires_each_tick_once_across_restarts(make_server: Callable[..., S
     srv.deploy("trig-tick", {"app.py": RECORDER})
     r = _timer(srv, "trig-tick", "every-second", schedule="* * * * * *", payload={"job": "x"})
     assert r.status_code == 201, r.text
-    assert wait_until(lambda: len(_events(srv, "trig-tick")) >= 3, timeout=15)
-    first = _events(srv, "trig-tick")
+    assert wait_until(lambda: len(recorded_events(srv, "trig-tick")) >= 3, timeout=15)
+    first = recorded_events(srv, "trig-tick")
     # The scheduled event is EventBridge's shape, with the payload as detail.
     parsed = EventBridgeModel(**first[0])
     assert parsed.detail == {"job": "x"} and parsed.detail_type == "Scheduled Event"
@@ -95,11 +75,11 @@ def test_timer_fires_each_tick_once_across_restarts(make_server: Callable[..., S
     assert wait_until(
         lambda: any(
             datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() > down + 4
-            for e in _events(srv, "trig-tick")
+            for e in recorded_events(srv, "trig-tick")
         ),
         timeout=20,
     )
-    events = _events(srv, "trig-tick")
+    events = recorded_events(srv, "trig-tick")
     times = [e["time"] for e in events]
     assert len(times) == len(set(times)), "a tick fired twice"
     assert len({e["id"] for e in events}) == len(events)
@@ -110,40 +90,9 @@ def test_timer_fires_each_tick_once_across_restarts(make_server: Callable[..., S
     # Disabled: no more ticks.
     srv.http.patch("/v1/functions/trig-tick/triggers/every-second", json={"enabled": False})
     time.sleep(1.5)
-    count = len(_events(srv, "trig-tick"))
+    count = len(recorded_events(srv, "trig-tick"))
     time.sleep(2)
-    assert len(_events(srv, "trig-tick")) <= count + 1  # at most one already in flight
-
-
-def _vendored(*requirements: str) -> dict[str, str | bytes]:
-    """The distributions and everything they require (markers evaluated), copied from this
-    environment's site-packages, as `pip install --target .` would put them in a package."""
-    wanted: set[str] = set()
-    todo = list(requirements)
-    while todo:
-        name = canonicalize_name(todo.pop())
-        if name in wanted:
-            continue
-        wanted.add(name)
-        for line in metadata.distribution(name).requires or []:
-            req = Requirement(line)
-            if req.marker is None or req.marker.evaluate({"extra": ""}):
-                todo.append(req.name)
-    files: dict[str, str | bytes] = {}
-    for name in wanted:
-        dist = metadata.distribution(name)
-        for entry in dist.files or []:
-            path = Path(str(dist.locate_file(entry)))
-            parts = Path(str(entry)).parts
-            if (
-                parts[0].endswith(".dist-info")
-                or parts[0] == ".."
-                or "__pycache__" in parts
-                or not path.is_file()
-            ):
-                continue
-            files[str(entry)] = path.read_bytes()
-    return files
+    assert len(recorded_events(srv, "trig-tick")) <= count + 1  # at most one already in flight
 
 
 FASTAPI_APP = """
@@ -196,7 +145,7 @@ def _url_trigger(srv: Server, function: str, auth: str) -> str:
 def test_function_url_with_mangum_and_fastapi(server: Server) -> None:
     files = {
         "app.py": FASTAPI_APP,
-        **_vendored("fastapi", "mangum"),
+        **vendored("fastapi", "mangum"),
     }
     server.deploy("trig-fastapi", files, timeout_s=30, memory_mb=256)
     url = _url_trigger(server, "trig-fastapi", "public")
@@ -215,7 +164,7 @@ def test_function_url_with_mangum_and_fastapi(server: Server) -> None:
 def test_function_url_with_apig_wsgi_and_flask_needs_a_key(server: Server) -> None:
     files = {
         "app.py": FLASK_APP,
-        **_vendored(
+        **vendored(
             "flask",
             "werkzeug",
             "jinja2",
@@ -258,7 +207,7 @@ def test_key_protected_url_does_not_hand_the_callers_key_to_the_function(
     url = _url_trigger(server, "trig-nokey", "key").replace(server.url, "")
     r = server.http.get(url + "x", headers={"X-Custom": "kept"})
     assert r.status_code == 200, r.text
-    (event,) = _events(server, "trig-nokey")
+    (event,) = recorded_events(server, "trig-nokey")
     assert event["headers"]["x-custom"] == "kept"
     assert "authorization" not in event["headers"]
     assert server.http.headers["Authorization"].split()[-1] not in json.dumps(event)

@@ -101,6 +101,12 @@ FlavourOpt = Annotated[
 ]
 
 
+DisabledOpt = Annotated[
+    bool,
+    typer.Option("--disabled", help="Create it disabled (enable it with `nimbus trigger enable`)."),
+]
+
+
 @app.command("add-timer")
 def add_timer(
     ctx: typer.Context,
@@ -148,13 +154,8 @@ def add_timer(
     ] = None,
     qualifier: QualifierOpt = None,
     flavour: FlavourOpt = None,
-    disabled: Annotated[
-        bool,
-        typer.Option(
-            "--disabled", help="Create it disabled (enable it with `nimbus trigger enable`)."
-        ),
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the trigger as JSON.")] = False,
+    disabled: DisabledOpt = False,
+    as_json: JsonOpt = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -203,7 +204,7 @@ def add_url(
     ] = False,
     qualifier: QualifierOpt = None,
     flavour: FlavourOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the trigger as JSON.")] = False,
+    as_json: JsonOpt = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -294,13 +295,8 @@ def add_redis(
         ),
     ] = None,
     qualifier: QualifierOpt = None,
-    disabled: Annotated[
-        bool,
-        typer.Option(
-            "--disabled", help="Create it disabled (enable it with `nimbus trigger enable`)."
-        ),
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the trigger as JSON.")] = False,
+    disabled: DisabledOpt = False,
+    as_json: JsonOpt = False,
     token: TokenOption = None,
 ) -> None:
     """Consume a Redis stream: each batch of entries is one synchronous invocation.
@@ -381,13 +377,8 @@ def add_object(
     ] = None,
     qualifier: QualifierOpt = None,
     flavour: FlavourOpt = None,
-    disabled: Annotated[
-        bool,
-        typer.Option(
-            "--disabled", help="Create it disabled (enable it with `nimbus trigger enable`)."
-        ),
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the trigger as JSON.")] = False,
+    disabled: DisabledOpt = False,
+    as_json: JsonOpt = False,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:

@@ -43,6 +43,7 @@ from nimbus.compat.shapes import (
     parse_function_name,
     service_error,
 )
+from nimbus.compat.wire import header_text, read_body
 from nimbus.domain.access import Permission, place, require
 from nimbus.domain.function import function_not_found
 from nimbus.domain.keys import ApiKey, Role
@@ -199,8 +200,7 @@ class LambdaApi:
 
     async def _serve(self, scope: Scope, receive: Receive, request_id: str) -> Response:
         headers = tuple(
-            (name.decode("latin-1").lower(), _header_text(value))
-            for name, value in scope["headers"]
+            (name.decode("latin-1").lower(), header_text(value)) for name, value in scope["headers"]
         )
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         request = sigv4.HttpRequest(
@@ -274,33 +274,15 @@ class LambdaApi:
         return dataclasses.replace(call, namespace=placement.namespace, function=ref)
 
 
-def _header_text(value: bytes) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
-
-
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as it passes ``limit``."""
-    too_large = LambdaError(
-        "RequestTooLargeException",
-        413,
-        f"Request must be smaller than {limit} bytes for this operation",
+    return await read_body(
+        scope,
+        receive,
+        limit,
+        LambdaError(
+            "RequestTooLargeException",
+            413,
+            f"Request must be smaller than {limit} bytes for this operation",
+        ),
     )
-    for name, value in scope["headers"]:
-        if name.lower() == b"content-length" and value.isdigit() and int(value) > limit:
-            raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)

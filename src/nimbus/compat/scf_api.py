@@ -45,6 +45,7 @@ from nimbus.compat.scf_shapes import (
     unflatten,
 )
 from nimbus.compat.sigv4 import HttpRequest
+from nimbus.compat.wire import header_text, read_body
 from nimbus.domain.access import Permission, place, require
 from nimbus.domain.function import function_not_found
 from nimbus.domain.keys import ApiKey, Role
@@ -142,8 +143,7 @@ class ScfApi:
 
     async def _serve(self, scope: Scope, receive: Receive, request_id: str) -> dict[str, Any]:
         headers = tuple(
-            (name.decode("latin-1").lower(), _header_text(value))
-            for name, value in scope["headers"]
+            (name.decode("latin-1").lower(), header_text(value)) for name, value in scope["headers"]
         )
         method: str = scope["method"]
         request = HttpRequest(method, b"/", scope.get("query_string", b""), headers)
@@ -245,32 +245,14 @@ def _params(request: HttpRequest, body: bytes) -> dict[str, Any]:
     return data
 
 
-def _header_text(value: bytes) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
-
-
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole body, refused as soon as it passes ``limit``."""
-    too_large = ScfError(
-        "RequestSizeLimitExceeded",
-        f"the request must be smaller than {limit} bytes for this action",
+    return await read_body(
+        scope,
+        receive,
+        limit,
+        ScfError(
+            "RequestSizeLimitExceeded",
+            f"the request must be smaller than {limit} bytes for this action",
+        ),
     )
-    for name, value in scope["headers"]:
-        if name.lower() == b"content-length" and value.isdigit() and int(value) > limit:
-            raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)

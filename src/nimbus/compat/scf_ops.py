@@ -225,17 +225,7 @@ class ScfOps:
         if handler:
             changes["handler"] = handler
         stored = await self._platform.functions.upload_code(_once(zipped))
-        await self._platform.functions.put(
-            call.namespace,
-            head.name,
-            FunctionChanges(code_sha256=stored.sha256, **changes),
-            replace=False,
-            actor=Actor.of(call.key),
-        )
-        if flag(p, "Publish"):
-            await self._platform.versions.publish(
-                call.namespace, head.name, actor=Actor.of(call.key)
-            )
+        await self._change(call, head.name, FunctionChanges(code_sha256=stored.sha256, **changes))
         return {}
 
     async def update_configuration(self, call: ScfCall) -> dict[str, Any]:
@@ -250,18 +240,17 @@ class ScfOps:
             changes["runtime"] = nimbus_runtime(
                 runtime, [r.name for r in self._platform.registry.all()]
             )
-        await self._platform.functions.put(
-            call.namespace,
-            head.name,
-            FunctionChanges(**changes),
-            replace=False,
-            actor=Actor.of(call.key),
-        )
-        if flag(p, "Publish"):
-            await self._platform.versions.publish(
-                call.namespace, head.name, actor=Actor.of(call.key)
-            )
+        await self._change(call, head.name, FunctionChanges(**changes))
         return {}
+
+    async def _change(self, call: ScfCall, name: str, changes: FunctionChanges) -> None:
+        """Apply ``changes`` to the function, then publish a version if ``Publish`` asks."""
+        actor = Actor.of(call.key)
+        await self._platform.functions.put(
+            call.namespace, name, changes, replace=False, actor=actor
+        )
+        if flag(call.params, "Publish"):
+            await self._platform.versions.publish(call.namespace, name, actor=actor)
 
     async def delete_function(self, call: ScfCall) -> dict[str, Any]:
         p = call.params

@@ -32,7 +32,7 @@ from nimbus.errors import InvalidTriggerError, TriggerExistsError, TriggerNotFou
 from nimbus.queue.base import NewEvent, Queue
 from nimbus.store.base import Store
 from nimbus.triggers.base import AdmittingKind, DescribedKind, TriggerKind, TriggerState
-from nimbus.triggers.scf_events import FLAVOURS, scf_timer_event
+from nimbus.triggers.scf_events import check_flavour, scf_timer_event
 from nimbus.triggers.schedule import (
     InvalidScheduleError,
     due_ticks,
@@ -158,7 +158,7 @@ class TriggerService:
                     'an http trigger takes {"auth": "public" | "key", "flavour": "lambda" | '
                     '"scf"} only'
                 )
-            return {"auth": auth, "flavour": _flavour(config)}
+            return {"auth": auth, "flavour": check_flavour(config)}
         unknown = set(config) - {"schedule", "timezone", "payload", "catch_up", "flavour"}
         if unknown or "schedule" not in config:
             raise InvalidTriggerError(
@@ -180,7 +180,7 @@ class TriggerService:
             "timezone": timezone,
             "payload": payload,
             "catch_up": catch_up,
-            "flavour": _flavour(config),
+            "flavour": check_flavour(config),
         }
 
     async def list(self, namespace: str, function: str | None = None) -> list[Trigger]:
@@ -305,17 +305,6 @@ class TriggerService:
                 )
                 fired[(trigger.namespace, trigger.function, trigger.name)] = tick
         return fired
-
-
-def _flavour(config: dict[str, Any]) -> str:
-    """Whose event shapes the trigger sends: ``lambda`` (the default) or ``scf``."""
-    flavour = config.get("flavour") or "lambda"
-    if flavour not in FLAVOURS:
-        raise InvalidTriggerError(
-            f"unknown flavour {flavour!r}: choose lambda (AWS event shapes, the default) "
-            "or scf (Tencent SCF event shapes)"
-        )
-    return str(flavour)
 
 
 def _not_found(function: str, name: str) -> TriggerNotFoundError:

@@ -4,7 +4,7 @@
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -177,7 +177,7 @@ async def _serve(platform: "Platform", request: Request) -> Response:
         method=request.method,
         raw_path=sub_path or "/",
         raw_query=request.scope.get("query_string", b""),
-        headers=_forwarded_headers(request.scope["headers"], trigger.config.get("auth")),
+        headers=forwarded_headers(request.scope["headers"], trigger),
         body=body,
         source_ip=str(client[0]),
     )
@@ -225,11 +225,12 @@ async def _serve(platform: "Platform", request: Request) -> Response:
     return response
 
 
-def _forwarded_headers(
-    headers: list[tuple[bytes, bytes]], auth: str | None
+def forwarded_headers(
+    headers: Iterable[tuple[bytes, bytes]], trigger: Trigger
 ) -> list[tuple[bytes, bytes]]:
-    """The request's headers as the function sees them: on a key-protected URL the
-    ``Authorization`` header is the caller's Nimbus key, which the function never gets."""
-    if auth == "public":
+    """A URL request's headers as the function sees them (its event, or a service's app):
+    on a key-protected URL the ``Authorization`` header is the caller's Nimbus key, which
+    the function never gets."""
+    if trigger.config.get("auth") == "public":
         return list(headers)
     return [(name, value) for name, value in headers if name.lower() != b"authorization"]

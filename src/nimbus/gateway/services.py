@@ -50,7 +50,7 @@ from nimbus.domain.invocation import InvocationResult
 from nimbus.domain.trigger import Trigger
 from nimbus.domain.version import Qualifier, parse_qualifier, split_name
 from nimbus.errors import NimbusError
-from nimbus.gateway.routes_triggers import check_url_access
+from nimbus.gateway.routes_triggers import check_url_access, forwarded_headers
 from nimbus.pool.instance import CallOutcome, Instance
 from nimbus.pool.pool import new_request_id
 from nimbus.runtime_api.channel import Channel
@@ -225,11 +225,9 @@ class _Relay:
         raw: bytes = scope.get("raw_path") or path.encode()
         if path == root or not path.startswith(root):
             path, raw = root + "/", raw + b"/"
-        strip_auth = self.target.trigger.config.get("auth") != "public"
         headers = [
             [name.decode("latin-1"), value.decode("latin-1")]
-            for name, value in scope["headers"]
-            if not (strip_auth and name == b"authorization")
+            for name, value in forwarded_headers(scope["headers"], self.target.trigger)
         ]
         client, server = scope.get("client"), scope.get("server")
         out: dict[str, Any] = {

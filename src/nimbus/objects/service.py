@@ -341,23 +341,27 @@ class ObjectService:
 
         def commit() -> Committed:
             blob = self.store.adopt(received.path)
-            try:
-                done = self.store.put(
-                    _with_blob(info, blob),
-                    event_name="ObjectCreated:Put",
-                    cause=caller.cause,
-                    plan=plan,
-                    now=time.time(),
-                )
-            except BaseException:
-                self.store.unlink((blob,))
-                raise
-            self.store.unlink(done.freed)
-            return done
+            return self._put_blob(_with_blob(info, blob), "ObjectCreated:Put", caller, plan)
 
         done = await asyncio.to_thread(commit)
         self._after([done])
         return done.info
+
+    def _put_blob(
+        self, info: ObjectInfo, event_name: str, caller: Caller, plan: Planner
+    ) -> Committed:
+        """Point the key at ``info.blob`` (already in the store) and plan its events, in a
+        thread: the blob is unlinked again if that fails, the one it replaced once it is
+        done."""
+        try:
+            done = self.store.put(
+                info, event_name=event_name, cause=caller.cause, plan=plan, now=time.time()
+            )
+        except BaseException:
+            self.store.unlink((info.blob,))
+            raise
+        self.store.unlink(done.freed)
+        return done
 
     async def copy(
         self,
@@ -391,19 +395,7 @@ class ObjectService:
                 headers=headers,
                 blob=blob,
             )
-            try:
-                done = self.store.put(
-                    info,
-                    event_name="ObjectCreated:Copy",
-                    cause=caller.cause,
-                    plan=plan,
-                    now=time.time(),
-                )
-            except BaseException:
-                self.store.unlink((blob,))
-                raise
-            self.store.unlink(done.freed)
-            return done
+            return self._put_blob(info, "ObjectCreated:Copy", caller, plan)
 
         try:
             done = await asyncio.to_thread(commit)

@@ -134,6 +134,7 @@ class _Connection(asyncio.Protocol):
         self._pending: asyncio.Task[None] | None = None
         #: Set once the connection is upgraded into an HTTP service's ASGI channel.
         self._channel: Channel | None = None
+        self._first_bytes = True
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -152,9 +153,13 @@ class _Connection(asyncio.Protocol):
         if self._channel is not None:
             self._channel.feed(data)
             return
-        storage = self._endpoint.storage  # object storage requests (runtime_api/storage.py)
-        if storage is not None and storage.claim(self, self._transport, data):
-            return
+        if self._first_bytes:
+            self._first_bytes = False
+            # A connection whose first request is for object storage goes to the storage
+            # server (runtime_api/storage.py); looked at once per connection.
+            storage = self._endpoint.storage
+            if storage is not None and storage.claim(self._transport, data):
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:

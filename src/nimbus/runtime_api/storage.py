@@ -21,7 +21,6 @@ request line); Runtime API connections never start with ``/s3``.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,8 +59,6 @@ class StorageGate:
         )
         self._config.load()
         self._state = ServerState()
-        #: Connections whose first bytes were seen (and not claimed): never claimed later.
-        self._seen: weakref.WeakSet[object] = weakref.WeakSet()
 
     def for_instance(
         self, namespace: str, function: str, running: Callable[[], str | None]
@@ -71,15 +68,9 @@ class StorageGate:
         return InstanceStorage(self, namespace, function, running)
 
     def claim(
-        self,
-        connection: object,
-        transport: asyncio.BaseTransport,
-        data: bytes,
-        caller: Callable[[str], Caller],
+        self, transport: asyncio.BaseTransport, data: bytes, caller: Callable[[str], Caller]
     ) -> bool:
-        if connection in self._seen:
-            return False
-        self._seen.add(connection)
+        """Serve the connection if ``data``, its first bytes, ask for storage."""
         if not is_storage_request(data):
             return False
         protocol = HttpToolsProtocol(
@@ -98,14 +89,12 @@ class InstanceStorage:
     function: str
     running: Callable[[], str | None]
 
-    def claim(
-        self, connection: object, transport: asyncio.BaseTransport | None, data: bytes
-    ) -> bool:
-        """Take over ``connection`` if its first bytes ask for storage; True when taken
-        (its transport then belongs to the storage server)."""
+    def claim(self, transport: asyncio.BaseTransport | None, data: bytes) -> bool:
+        """Take over a connection whose first bytes (``data``) ask for storage; True when
+        taken (its transport then belongs to the storage server)."""
         if transport is None:
             return False
-        return self.gate.claim(connection, transport, data, self._caller)
+        return self.gate.claim(transport, data, self._caller)
 
     def _caller(self, request_id: str) -> Caller:
         return Caller(

@@ -23,7 +23,7 @@ from nimbus.errors import InvalidTriggerError
 from nimbus.objects.events import DEFAULT_EVENTS, EVENT_NAMES
 from nimbus.objects.names import MAX_KEY_BYTES, bucket_name_problem
 from nimbus.objects.service import ObjectService
-from nimbus.triggers.scf_events import FLAVOURS
+from nimbus.triggers.scf_events import check_flavour
 
 _KEYS = {"bucket", "events", "prefix", "suffix", "flavour"}
 
@@ -62,13 +62,7 @@ class ObjectTriggerKind:
             if not isinstance(value, str) or len(value.encode()) > MAX_KEY_BYTES:
                 raise InvalidTriggerError(f"{name} must be text of at most {MAX_KEY_BYTES} bytes")
             clean[name] = value
-        flavour = config.get("flavour") or "lambda"
-        if flavour not in FLAVOURS:
-            raise InvalidTriggerError(
-                f"unknown flavour {flavour!r}: choose lambda (S3 event notifications, the "
-                "default) or scf (Tencent COS events)"
-            )
-        clean["flavour"] = flavour
+        clean["flavour"] = check_flavour(config)
         return clean
 
     async def admit(self, namespace: str, config: dict[str, Any]) -> None:

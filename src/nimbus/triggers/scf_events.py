@@ -33,9 +33,23 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from nimbus.errors import InvalidTriggerError
 from nimbus.triggers.http_event import HttpRequest, _event_body, _query_parameters, _text
 
 FLAVOURS = ("lambda", "scf")
+
+
+def check_flavour(config: Mapping[str, Any]) -> str:
+    """Whose event shapes a trigger sends: ``lambda`` (AWS's, the default) or ``scf``."""
+    flavour = config.get("flavour") or "lambda"
+    if flavour not in FLAVOURS:
+        raise InvalidTriggerError(
+            f"unknown flavour {flavour!r}: choose lambda (AWS's event shapes, the default) "
+            "or scf (Tencent SCF's event shapes)"
+        )
+    return str(flavour)
+
+
 #: SCF's ``appid``: Nimbus has no accounts, so a fixed stand-in like Lambda's account id.
 APP_ID = "1250000000"
 REGION = "local"
